@@ -1,0 +1,6 @@
+//! TR7: VIPs managed together with the network they live on.
+//!
+//! The library owns everything the `tr7` binary does; the binary is a thin CLI over it.
+
+pub mod config;
+pub mod dataplane;
