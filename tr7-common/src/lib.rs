@@ -1,1 +1,224 @@
-pub fn x(){}
+//! The ABI shared by TR7's eBPF programs and user space: map names, map keys and values,
+//! counter indices. Every type is `#[repr(C)]`, `Copy`, has no `bool` and no implicit padding,
+//! and its size is asserted at compile time, because both sides read the same bytes.
+#![no_std]
+
+/// Names of the programs in the eBPF object.
+pub mod program {
+    /// XDP ingress: drops traffic, ARP and NS for VIPs this node does not own.
+    pub const GATE: &str = "tr7_gate";
+    /// TC egress: drops frames that would speak for a VIP this node does not own.
+    pub const GUARD: &str = "tr7_guard";
+}
+
+/// Names of the maps in the eBPF object. They are pinned by these names.
+pub mod map {
+    /// [`crate::SegmentKey`] → segment id (`u32`): where a frame arrived, as the model sees it.
+    pub const SEGMENTS: &str = "TR7_SEGMENTS";
+    /// [`crate::VipKey`] → [`crate::VipState`]: the VIPs and whether this node owns each.
+    pub const VIPS: &str = "TR7_VIPS";
+    /// Index 0 → [`crate::Fence`]: the agent's heartbeat and the fence interval.
+    pub const FENCE: &str = "TR7_FENCE";
+    /// Per-CPU, [`crate::IfaceKey`] → [`crate::IfaceCounters`].
+    pub const IFACE_STATS: &str = "TR7_IFACE_STATS";
+    /// Per-CPU array, VIP index ([`crate::VipState::index`]) → [`crate::VipCounters`].
+    pub const VIP_STATS: &str = "TR7_VIP_STATS";
+}
+
+/// Capacity of the VIP map and of the per-VIP counter array.
+pub const MAX_VIPS: u32 = 131_072;
+/// Capacity of the segment map: (netns, ifindex, VLAN tags) tuples.
+pub const MAX_SEGMENTS: u32 = 16_384;
+/// Capacity of the per-interface counter map.
+pub const MAX_IFACES: u32 = 4_096;
+
+/// Address family of a [`VipKey`].
+pub const FAMILY_IPV4: u8 = 4;
+/// Address family of a [`VipKey`].
+pub const FAMILY_IPV6: u8 = 6;
+
+/// Marks a VLAN id in [`SegmentKey`] that came with an 802.1ad (S-tag, 0x88a8) TPID rather
+/// than 802.1Q (0x8100): a trunk configured for one must not match frames tagged the other way.
+pub const VLAN_8021AD: u16 = 0x8000;
+/// The VLAN id bits of a tag's TCI.
+pub const VLAN_VID_MASK: u16 = 0x0fff;
+
+/// Where a frame was seen: the namespace of the attachment, the interface and the VLAN tags
+/// it carried (outermost first, 0 when absent). Maps to a segment id of the model, because the
+/// same address may be a VIP in two VLANs or two namespaces at once, owned differently.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SegmentKey {
+    /// Inode number of the network namespace the program was attached in.
+    pub netns: u32,
+    pub ifindex: u32,
+    /// VID of the outer tag, with [`VLAN_8021AD`] set for an S-tag; 0 when untagged.
+    pub outer_vlan: u16,
+    /// VID of the inner tag; 0 when there is at most one tag.
+    pub inner_vlan: u16,
+}
+
+/// A VIP as the data plane sees it: the segment it lives on and its address.
+/// IPv4 addresses occupy the first four bytes of `addr`, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub segment: u32,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    pub _pad: [u8; 3],
+    /// Network byte order.
+    pub addr: [u8; 16],
+}
+
+/// Whether this node owns a VIP, and where its counters live.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipState {
+    /// 1 when this node answers for the VIP, 0 when it must stay silent.
+    pub owned: u32,
+    /// Index into the per-VIP counter array; below [`MAX_VIPS`].
+    pub index: u32,
+}
+
+/// The liveness fence: when `now - heartbeat_ns > interval_ns`, every VIP counts as not
+/// owned, so a dead agent cannot keep claiming VIPs its peer has taken over.
+/// Times are `CLOCK_MONOTONIC` nanoseconds (what `bpf_ktime_get_ns` returns).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub heartbeat_ns: u64,
+    /// 0 disables the fence.
+    pub interval_ns: u64,
+}
+
+/// Per-interface counter key: the attachment's namespace and interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IfaceKey {
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
+/// Why a frame was passed or dropped. Every verdict increments exactly one reason.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Ingress to a VIP this node owns.
+    PassedOwned = 0,
+    /// Not addressed to any VIP (ordinary traffic, or a segment without VIPs).
+    PassedNotVip = 1,
+    /// Neither IPv4, IPv6 nor ARP (after VLAN tags).
+    PassedOtherProtocol = 2,
+    /// Ingress IP traffic to a VIP this node does not own.
+    DroppedNotOwned = 3,
+    /// ARP for a VIP this node does not own.
+    ArpSuppressed = 4,
+    /// Neighbour solicitation for a VIP this node does not own.
+    NdSuppressed = 5,
+    /// Egress frame speaking for a VIP this node does not own.
+    EgressGuarded = 6,
+    /// Truncated or inconsistent headers: passed to the kernel untouched.
+    Malformed = 7,
+    /// Dropped because the agent's heartbeat is older than the fence.
+    Fenced = 8,
+    /// Egress frame that does not speak for any VIP, or for one this node owns.
+    EgressPassed = 9,
+}
+
+/// Number of [`Reason`] values; the length of [`IfaceCounters::packets`].
+pub const REASONS: usize = 10;
+
+impl Reason {
+    pub const ALL: [Reason; REASONS] = [
+        Reason::PassedOwned,
+        Reason::PassedNotVip,
+        Reason::PassedOtherProtocol,
+        Reason::DroppedNotOwned,
+        Reason::ArpSuppressed,
+        Reason::NdSuppressed,
+        Reason::EgressGuarded,
+        Reason::Malformed,
+        Reason::Fenced,
+        Reason::EgressPassed,
+    ];
+
+    /// The label used in metrics and CLI output.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Reason::PassedOwned => "passed_owned",
+            Reason::PassedNotVip => "passed_not_vip",
+            Reason::PassedOtherProtocol => "passed_other_protocol",
+            Reason::DroppedNotOwned => "dropped_not_owned",
+            Reason::ArpSuppressed => "arp_suppressed",
+            Reason::NdSuppressed => "nd_suppressed",
+            Reason::EgressGuarded => "egress_guarded",
+            Reason::Malformed => "malformed",
+            Reason::Fenced => "fenced",
+            Reason::EgressPassed => "egress_passed",
+        }
+    }
+
+    /// Whether the frame was dropped for this reason.
+    pub const fn is_drop(self) -> bool {
+        matches!(
+            self,
+            Reason::DroppedNotOwned
+                | Reason::ArpSuppressed
+                | Reason::NdSuppressed
+                | Reason::EgressGuarded
+                | Reason::Fenced
+        )
+    }
+}
+
+/// Packets per [`Reason`] on one interface (per CPU in the map; summed by user space).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub packets: [u64; REASONS],
+}
+
+/// Traffic of one VIP (per CPU in the map; summed by user space).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipCounters {
+    pub rx_passed_packets: u64,
+    pub rx_passed_bytes: u64,
+    pub rx_dropped_packets: u64,
+    pub rx_dropped_bytes: u64,
+    pub tx_guarded_packets: u64,
+    pub tx_guarded_bytes: u64,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<SegmentKey>() == 12);
+    assert!(core::mem::size_of::<VipKey>() == 24);
+    assert!(core::mem::size_of::<VipState>() == 8);
+    assert!(core::mem::size_of::<Fence>() == 16);
+    assert!(core::mem::size_of::<IfaceKey>() == 8);
+    assert!(core::mem::size_of::<IfaceCounters>() == 8 * REASONS);
+    assert!(core::mem::size_of::<VipCounters>() == 48);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    //! The types are plain old data: `repr(C)`, no padding (asserted above), every bit
+    //! pattern valid.
+    use super::*;
+
+    // SAFETY: repr(C), integer fields only, sizes asserted equal to the sum of the fields.
+    unsafe impl aya::Pod for SegmentKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Fence {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for IfaceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for IfaceCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipCounters {}
+}

@@ -1,1 +1,96 @@
-//! placeholder
+//! The data plane as user space sees it: loading the embedded eBPF object, attaching the
+//! XDP gate and TC guard to interfaces with their links pinned (so they outlive the agent and
+//! a restarted agent adopts them), and typed access to the maps.
+
+mod attach;
+mod maps;
+pub mod object;
+
+use std::path::PathBuf;
+
+pub use attach::{
+    AttachOutcome, Attachment, Dataplane, LoadOptions, XdpAttachMode, detach, ensure_bpffs,
+};
+pub use maps::{IfaceEntry, Maps, PinLayout, VipEntry, key_addr, vip_key};
+
+/// Where the data plane pins its maps and links unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tr7";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error(
+        "this tr7 binary was built with AYA_BUILD_SKIP=1 and carries no eBPF object; rebuild without it (`cargo xtask build`)"
+    )]
+    NoObject,
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("program `{name}`: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("the eBPF object has no program `{0}`")]
+    MissingProgram(&'static str),
+    #[error("interface `{iface}` does not exist in this network namespace")]
+    NoInterface { iface: String },
+    #[error("link pin {path}: {source}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("cannot pin {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("cannot open map {path}: {source} (is the data plane loaded? `tr7 dataplane attach`)")]
+    OpenMap {
+        path: PathBuf,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot read map {map}: {source}")]
+    MapRead {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot write map {map}: {source}")]
+    MapWrite {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("{what} is full ({max} entries)")]
+    Full { what: &'static str, max: u32 },
+    #[error("cannot count CPUs: {0}")]
+    Cpus(#[source] std::io::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
+}
+
+impl DataplaneError {
+    fn map_read(map: &'static str, source: aya::maps::MapError) -> Self {
+        Self::MapRead { map, source }
+    }
+
+    fn map_write(map: &'static str, source: aya::maps::MapError) -> Self {
+        Self::MapWrite { map, source }
+    }
+
+    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The eBPF object built by build.rs from tr7-ebpf, embedded in the binary.
+
+/// The ELF bytes of the data plane; empty when built with `AYA_BUILD_SKIP=1`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr7-dataplane"));

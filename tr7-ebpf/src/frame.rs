@@ -1,0 +1,83 @@
+//! One parse of a frame into what both programs decide on: the VLAN tags and the addresses
+//! that matter for VIP ownership.
+//!
+//! [`Frame`] is a plain struct whose every byte is initialised before any parser runs, and
+//! parsers fill it in place. Enums with payloads (or `Option<[u8; N]>`) are avoided on
+//! purpose: LLVM copies their unset payload bytes from registers never written on that path,
+//! and the verifier rejects such reads (`R5 !read_ok`).
+
+use crate::{
+    arp,
+    cursor::{Bytes, Truncated},
+    eth::{self, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+    ipv4, ipv6,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L3 {
+    /// `src`/`dst` hold the IPv4 addresses in their first four bytes.
+    Ipv4,
+    /// `src`/`dst` hold the IPv6 addresses; `nd`/`nd_target` the neighbour discovery message.
+    Ipv6,
+    /// `src` holds the sender protocol address, `dst` the target protocol address.
+    Arp,
+    /// Another EtherType, or ARP that is not Ethernet/IPv4.
+    Other,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum NdKind {
+    None,
+    Solicit,
+    Advert,
+}
+
+pub struct Frame {
+    /// VLAN keys as carried in the frame, outermost first; 0 where absent.
+    pub tags: [u16; eth::MAX_TAGS],
+    pub l3: L3,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub nd: NdKind,
+    pub nd_target: [u8; 16],
+}
+
+/// `Err(Truncated)` when a header ends before the frame does, and for headers whose fields
+/// contradict themselves (an IPv4 version nibble of 5): both are "malformed" to the callers.
+#[inline(always)]
+pub fn parse(pkt: &impl Bytes, frame: &mut Frame) -> Result<(), Truncated> {
+    let l2 = eth::parse(pkt)?;
+    frame.tags = l2.tags;
+    let off = l2.l3_offset;
+    match l2.ethertype {
+        ETH_P_IP => {
+            ipv4::parse(pkt, off, frame)?;
+            frame.l3 = L3::Ipv4;
+        }
+        ETH_P_IPV6 => {
+            ipv6::parse(pkt, off, frame)?;
+            frame.l3 = L3::Ipv6;
+        }
+        ETH_P_ARP => {
+            if arp::parse(pkt, off, frame)? {
+                frame.l3 = L3::Arp;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Frame {
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Self {
+            tags: [0; eth::MAX_TAGS],
+            l3: L3::Other,
+            src: [0; 16],
+            dst: [0; 16],
+            nd: NdKind::None,
+            nd_target: [0; 16],
+        }
+    }
+}
