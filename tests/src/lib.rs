@@ -1,1 +1,17 @@
+//! Support for TR7's privileged integration tests: a packet builder for BPF_PROG_TEST_RUN
+//! tables, network-namespace labs that always clean up, and a data plane loaded into a
+//! private bpffs directory so tests never touch a real deployment's pins.
 
+pub mod bpf;
+pub mod lab;
+pub mod packet;
+
+/// These tests create namespaces, load BPF programs and attach them: they need root.
+/// Without it they fail with this message rather than skip, because a suite that quietly
+/// skips its data plane tests proves nothing.
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "TR7 integration tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run them through `cargo xtask test`"
+    );
+}

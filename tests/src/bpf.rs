@@ -1,0 +1,112 @@
+//! A data plane loaded for one test, with its maps and links pinned under a private bpffs
+//! directory that is removed when the test ends (also on panic).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::programs::{TestRun, TestRunOptions, TestRunResult};
+use tr7::dataplane::{Dataplane, LoadOptions, Maps, ensure_bpffs};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A unique bpffs directory for one test; removed recursively on drop.
+pub struct PinDir {
+    pub path: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(tag: &str) -> Self {
+        ensure_bpffs().expect("bpffs must be mountable on /sys/fs/bpf");
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = PathBuf::from(format!(
+            "/sys/fs/bpf/tr7-test-{}-{tag}-{n}",
+            std::process::id()
+        ));
+        Self { path }
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The production object loaded for BPF_PROG_TEST_RUN in the test's own namespace, where the
+/// kernel runs test frames as if they arrived on (or left through) `lo`, ifindex 1.
+pub struct TestDataplane {
+    pub dp: Dataplane,
+    pub maps: Maps,
+    pub netns: u32,
+    // Dropped last: the directory goes after the handles.
+    pub pins: PinDir,
+}
+
+/// `lo`: the device BPF_PROG_TEST_RUN attributes frames to when no context is given.
+pub const TEST_RUN_IFINDEX: u32 = 1;
+
+impl TestDataplane {
+    pub fn load(tag: &str) -> Self {
+        crate::require_root();
+        let pins = PinDir::new(tag);
+        let netns = tr7::netns::current_inode().expect("current netns");
+        let dp = Dataplane::load(&LoadOptions {
+            pin_dir: pins.path.clone(),
+            netns,
+        })
+        .unwrap_or_else(|e| panic!("loading the data plane: {e}"));
+        let maps = Maps::open(&pins.path).expect("open pinned maps");
+        Self {
+            dp,
+            maps,
+            netns,
+            pins,
+        }
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pins.path
+    }
+
+    /// Runs the gate once on `frame`; returns the XDP action.
+    pub fn run_gate(&mut self, frame: &[u8]) -> u32 {
+        let prog = self.dp.gate().expect("gate");
+        run(prog, frame, 1)
+    }
+
+    /// Runs the guard once on `frame`; returns the TC action.
+    pub fn run_guard(&mut self, frame: &[u8]) -> u32 {
+        let prog = self.dp.guard().expect("guard");
+        run(prog, frame, 1)
+    }
+}
+
+/// Runs `prog` on `frame` `repeat` times through BPF_PROG_TEST_RUN; returns the verdict.
+pub fn run<P>(prog: &P, frame: &[u8], repeat: u32) -> u32
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    run_timed(prog, frame, repeat).0
+}
+
+/// Like [`run`], also returning the kernel's average time per run in nanoseconds.
+pub fn run_timed<P>(prog: &P, frame: &[u8], repeat: u32) -> (u32, u64)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
+    (
+        result.return_value,
+        u64::try_from(result.duration.as_nanos()).unwrap_or(u64::MAX),
+    )
+}

@@ -1,0 +1,94 @@
+//! Network-namespace labs: namespaces and veth pairs made for one test with `ip`, and
+//! removed when the lab drops, also when the test panics. Only documentation addresses.
+
+use std::{
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip ARGS`, panicking with its stderr when it fails.
+pub fn ip(args: &[&str]) -> Output {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A set of namespaces owned by one test.
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+}
+
+impl Lab {
+    pub fn new(tag: &str) -> Self {
+        crate::require_root();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self {
+            prefix: format!("tr7t{}{tag}{n}", std::process::id() % 100_000),
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// Creates namespace `<prefix>-<name>` with `lo` up; returns its full name.
+    pub fn netns(&mut self, name: &str) -> String {
+        let full = format!("{}-{name}", self.prefix);
+        ip(&["netns", "add", &full]);
+        self.namespaces.push(full.clone());
+        ip(&["-n", &full, "link", "set", "lo", "up"]);
+        full
+    }
+
+    /// A veth pair between two namespaces, both ends up. Indexes are chosen by the caller
+    /// when the test depends on the kernel's fast or slow carrier path.
+    pub fn veth(&self, a_ns: &str, a: &str, b_ns: &str, b: &str) {
+        ip(&[
+            "link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns,
+        ]);
+        ip(&["-n", a_ns, "link", "set", a, "up"]);
+        ip(&["-n", b_ns, "link", "set", b, "up"]);
+    }
+
+    /// Adds an address; IPv6 ones without duplicate address detection, so they are usable
+    /// at once.
+    pub fn addr(&self, ns: &str, dev: &str, cidr: &str) {
+        if cidr.contains(':') {
+            ip(&["-n", ns, "addr", "add", cidr, "dev", dev, "nodad"]);
+        } else {
+            ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
+        }
+    }
+
+    /// Runs a command inside namespace `ns`; returns its output without judging it.
+    pub fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .output()
+            .unwrap_or_else(|e| panic!("ip netns exec {ns} {}: {e}", cmd.join(" ")))
+    }
+
+    /// The MAC address of `dev` in `ns`.
+    pub fn mac(&self, ns: &str, dev: &str) -> String {
+        let out = self.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.namespaces.iter().rev() {
+            // Deleting the namespace deletes the veths in it, and their peers with them.
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
