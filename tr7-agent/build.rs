@@ -13,11 +13,14 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("tr7-agent has no parent directory"))?
         .join("tr7-ebpf");
     let ebpf_dir = ebpf_dir.to_str().context("tr7-ebpf path is not UTF-8")?;
-    let out = PathBuf::from(env::var("OUT_DIR")?).join("tr7-dataplane");
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    if skip && !out.exists() {
-        // An empty object: `include_bytes!` needs a file; loading it fails with a clear error.
-        fs::write(&out, [])?;
+    for object in ["tr7-dataplane", "tr7-baseline"] {
+        let out = out_dir.join(object);
+        if skip && !out.exists() {
+            // Empty objects: `include_bytes!` needs a file; loading one fails with a clear error.
+            fs::write(&out, [])?;
+        }
     }
     aya_build::build_ebpf(
         [aya_build::Package {

@@ -1,4 +1,8 @@
-//! The eBPF object built by build.rs from tr7-ebpf, embedded in the binary.
+//! The eBPF objects built by build.rs from tr7-ebpf, embedded in the binary.
 
 /// The ELF bytes of the data plane; empty when built with `AYA_BUILD_SKIP=1`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr7-dataplane"));
+
+/// An XDP program that only passes frames: the baseline benchmarks compare the gate with.
+/// A few hundred bytes; empty when built with `AYA_BUILD_SKIP=1`.
+pub static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr7-baseline"));

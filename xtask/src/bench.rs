@@ -1,0 +1,46 @@
+//! `cargo xtask bench NAME`: benchmarks, each reporting ratios to a baseline measured in the
+//! same invocation. Never assertions on time: numbers go to docs/performance.md.
+
+use clap::{Args, ValueEnum};
+
+use crate::{run, setup};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Bench {
+    /// ns per frame of the gate vs an empty XDP program, at 1, 1,000 and 100,000 VIPs.
+    Dataplane,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    bench: Bench,
+    /// BPF_PROG_TEST_RUN repeat count per measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    repeat: u32,
+    /// Interleaved rounds; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    setup::ensure()?;
+    let name = match args.bench {
+        Bench::Dataplane => "dataplane",
+    };
+    run::status(run::cargo().args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "tr7-tests",
+        "--bin",
+        "tr7-bench",
+        "--",
+        name,
+        "--repeat",
+        &args.repeat.to_string(),
+        "--rounds",
+        &args.rounds.to_string(),
+    ]))
+}
