@@ -7,7 +7,7 @@ use std::{
 };
 
 use aya::programs::{TestRun, TestRunOptions, TestRunResult};
-use tr7::dataplane::{Dataplane, LoadOptions, Maps, ensure_bpffs};
+use tr7::dataplane::{Globals, Maps, Programs, ReasonCounts, ensure_bpffs};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -34,34 +34,34 @@ impl Drop for PinDir {
     }
 }
 
-/// The production object loaded for BPF_PROG_TEST_RUN in the test's own namespace, where the
-/// kernel runs test frames as if they arrived on (or left through) `lo`, ifindex 1.
+/// The production object loaded for BPF_PROG_TEST_RUN with scope [`TEST_SCOPE`] and
+/// counter slot [`TEST_SLOT`], its maps pinned in a private directory.
 pub struct TestDataplane {
-    pub dp: Dataplane,
+    pub programs: Programs,
     pub maps: Maps,
-    pub netns: u32,
     // Dropped last: the directory goes after the handles.
     pub pins: PinDir,
 }
 
-/// `lo`: the device BPF_PROG_TEST_RUN attributes frames to when no context is given.
-pub const TEST_RUN_IFINDEX: u32 = 1;
+pub const TEST_SCOPE: u32 = 1;
+pub const TEST_SLOT: u32 = 0;
 
 impl TestDataplane {
     pub fn load(tag: &str) -> Self {
         crate::require_root();
         let pins = PinDir::new(tag);
-        let netns = tr7::netns::current_inode().expect("current netns");
-        let dp = Dataplane::load(&LoadOptions {
-            pin_dir: pins.path.clone(),
-            netns,
-        })
+        let programs = Programs::load(
+            &pins.path,
+            Globals {
+                scope: TEST_SCOPE,
+                slot: TEST_SLOT,
+            },
+        )
         .unwrap_or_else(|e| panic!("loading the data plane: {e}"));
         let maps = Maps::open(&pins.path).expect("open pinned maps");
         Self {
-            dp,
+            programs,
             maps,
-            netns,
             pins,
         }
     }
@@ -70,16 +70,19 @@ impl TestDataplane {
         &self.pins.path
     }
 
+    /// Per-reason counters of this instance.
+    pub fn counters(&self) -> ReasonCounts {
+        self.maps.slot_counters(TEST_SLOT).expect("read counters")
+    }
+
     /// Runs the gate once on `frame`; returns the XDP action.
     pub fn run_gate(&mut self, frame: &[u8]) -> u32 {
-        let prog = self.dp.gate().expect("gate");
-        run(prog, frame, 1)
+        run(self.programs.gate().expect("gate"), frame, 1)
     }
 
     /// Runs the guard once on `frame`; returns the TC action.
     pub fn run_guard(&mut self, frame: &[u8]) -> u32 {
-        let prog = self.dp.guard().expect("guard");
-        run(prog, frame, 1)
+        run(self.programs.guard().expect("guard"), frame, 1)
     }
 }
 

@@ -5,9 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use tr7_common::{Reason, SegmentKey, VLAN_8021AD};
+use tr7::dataplane::VipScope;
+use tr7_common::Reason;
 use tr7_tests::{
-    bpf::{TEST_RUN_IFINDEX, TestDataplane},
+    bpf::{TEST_SCOPE, TestDataplane},
     packet::{Frame, solicited_node},
 };
 
@@ -46,12 +47,12 @@ impl Tags {
         }
     }
 
-    /// Segment ids given to each tagging in [`setup`].
-    fn segment(self) -> u32 {
+    /// Where the VIPs reached with these tags live.
+    fn place(self) -> VipScope {
         match self {
-            Tags::None => 1,
-            Tags::Dot1q => 2,
-            Tags::QinQ => 3,
+            Tags::None => VipScope::untagged(TEST_SCOPE),
+            Tags::Dot1q => VipScope::vlan(TEST_SCOPE, 100),
+            Tags::QinQ => VipScope::qinq(TEST_SCOPE, 200, 100),
         }
     }
 }
@@ -95,29 +96,17 @@ fn frame(kind: Kind, tags: Tags, target: Target) -> Vec<u8> {
     f.bytes().to_vec()
 }
 
-/// Registers the three segments on `lo` and, in each, the owned and the not-owned VIP of
-/// both families.
+/// The owned and the not-owned VIP of both families, untagged, in VLAN 100, and in
+/// S-VLAN 200 / C-VLAN 100.
 fn setup(t: &mut TestDataplane) {
-    let segs = [
-        (0, 0, Tags::None),
-        (100, 0, Tags::Dot1q),
-        (200 | VLAN_8021AD, 100, Tags::QinQ),
-    ];
-    for (outer, inner, tags) in segs {
-        let key = SegmentKey {
-            netns: t.netns,
-            ifindex: TEST_RUN_IFINDEX,
-            outer_vlan: outer,
-            inner_vlan: inner,
-        };
-        t.maps.set_segment(key, tags.segment()).unwrap();
+    for tags in Tags::ALL {
         for (addr, owned) in [
             (IpAddr::V4(OWNED4), true),
             (IpAddr::V4(NOT_OWNED4), false),
             (IpAddr::V6(OWNED6), true),
             (IpAddr::V6(NOT_OWNED6), false),
         ] {
-            t.maps.set_vip(tags.segment(), addr, owned).unwrap();
+            t.maps.set_vip(tags.place(), addr, owned).unwrap();
         }
     }
 }
@@ -168,14 +157,14 @@ fn run_table(fenced: bool) {
                 let bytes = frame(kind, tags, target);
                 let case = format!("{kind:?} {tags:?} {target:?} fenced={fenced}");
                 let (want_verdict, want_reason) = expected(kind, target, fenced);
-                let before = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+                let before = t.counters();
                 let vip = vip_addr(kind, target).map(|addr| {
                     let entry = t
                         .maps
                         .vips()
                         .unwrap()
                         .into_iter()
-                        .find(|v| v.segment == tags.segment() && v.addr == addr)
+                        .find(|v| v.place == tags.place() && v.addr == addr)
                         .unwrap();
                     (entry.index, entry.counters)
                 });
@@ -183,7 +172,7 @@ fn run_table(fenced: bool) {
                 let verdict = t.run_gate(&bytes);
 
                 assert_eq!(verdict, want_verdict, "{case}: verdict");
-                let after = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+                let after = t.counters();
                 for reason in Reason::ALL {
                     let delta = after.get(reason) - before.get(reason);
                     let want = u64::from(reason == want_reason);
@@ -244,16 +233,16 @@ fn fresh_heartbeat_keeps_vips_owned() {
 }
 
 #[test]
-fn same_address_in_two_segments_is_owned_independently() {
+fn same_address_in_two_vlans_is_owned_independently() {
     // 192.0.2.20 is a VIP both untagged and in VLAN 100: owned in the VLAN only.
     let mut t = TestDataplane::load("scope");
     setup(&mut t);
     let shared = Ipv4Addr::new(192, 0, 2, 20);
     t.maps
-        .set_vip(Tags::None.segment(), shared.into(), false)
+        .set_vip(Tags::None.place(), shared.into(), false)
         .unwrap();
     t.maps
-        .set_vip(Tags::Dot1q.segment(), shared.into(), true)
+        .set_vip(Tags::Dot1q.place(), shared.into(), true)
         .unwrap();
     let untagged = Frame::eth().ipv4(CLIENT4, shared, 17).udp(1, 2, b"x");
     let tagged = Frame::eth()
@@ -262,7 +251,7 @@ fn same_address_in_two_segments_is_owned_independently() {
         .udp(1, 2, b"x");
     assert_eq!(t.run_gate(untagged.bytes()), XDP_DROP);
     assert_eq!(t.run_gate(tagged.bytes()), XDP_PASS);
-    // A tag of the wrong protocol (802.1ad instead of 802.1Q) is another segment: unknown.
+    // A tag of the wrong protocol (802.1ad instead of 802.1Q) is another place: no VIP.
     let wrong_tpid = Frame::eth()
         .svlan(100)
         .ipv4(CLIENT4, shared, 17)
@@ -277,9 +266,13 @@ fn ownership_flip_takes_effect_on_the_next_frame() {
     setup(&mut t);
     let f = frame(Kind::Ipv4, Tags::None, Target::NotOwned);
     assert_eq!(t.run_gate(&f), XDP_DROP);
-    t.maps.set_vip(1, NOT_OWNED4.into(), true).unwrap();
+    t.maps
+        .set_vip(Tags::None.place(), NOT_OWNED4.into(), true)
+        .unwrap();
     assert_eq!(t.run_gate(&f), XDP_PASS);
-    t.maps.set_vip(1, NOT_OWNED4.into(), false).unwrap();
+    t.maps
+        .set_vip(Tags::None.place(), NOT_OWNED4.into(), false)
+        .unwrap();
     assert_eq!(t.run_gate(&f), XDP_DROP);
 }
 
@@ -331,9 +324,9 @@ fn truncated_frames_pass_and_count_as_malformed() {
                     Kind::Ns => 40 + 24,
                 };
             for cut in 14..=full.len() {
-                let before = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+                let before = t.counters();
                 let v = t.run_gate(&full[..cut]);
-                let after = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+                let after = t.counters();
                 let malformed = after.get(Reason::Malformed) - before.get(Reason::Malformed);
                 let case = format!("{kind:?} {tags:?} cut at {cut}/{}", full.len());
                 if cut < needed {
@@ -351,21 +344,21 @@ fn truncated_frames_pass_and_count_as_malformed() {
 }
 
 #[test]
-fn non_ip_and_unknown_segments_pass_untouched() {
-    // An LLDP frame and traffic on an unregistered VLAN pass, each counted for its reason.
+fn non_ip_and_vlans_without_vips_pass_untouched() {
+    // An LLDP frame and traffic on a VLAN without VIPs pass, each counted for its reason.
     let mut t = TestDataplane::load("other");
     setup(&mut t);
     let mut lldp = Frame::eth().bytes().to_vec();
     lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
     lldp.extend_from_slice(&[0; 32]);
-    let before = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+    let before = t.counters();
     assert_eq!(t.run_gate(&lldp), XDP_PASS);
     let unknown_vlan = Frame::eth()
         .vlan(999)
         .ipv4(CLIENT4, NOT_OWNED4, 17)
         .udp(1, 2, b"x");
     assert_eq!(t.run_gate(unknown_vlan.bytes()), XDP_PASS);
-    let after = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+    let after = t.counters();
     assert_eq!(
         after.get(Reason::PassedOtherProtocol) - before.get(Reason::PassedOtherProtocol),
         1

@@ -5,9 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use tr7_common::{Reason, SegmentKey, VLAN_8021AD};
+use tr7::dataplane::VipScope;
+use tr7_common::Reason;
 use tr7_tests::{
-    bpf::{TEST_RUN_IFINDEX, TestDataplane},
+    bpf::{TEST_SCOPE, TestDataplane},
     packet::Frame,
 };
 
@@ -33,26 +34,23 @@ fn tagged(tags: u8) -> Frame {
     }
 }
 
-fn segment(tags: u8) -> u32 {
-    u32::from(tags) + 1
+fn place(tags: u8) -> VipScope {
+    match tags {
+        0 => VipScope::untagged(TEST_SCOPE),
+        1 => VipScope::vlan(TEST_SCOPE, 100),
+        _ => VipScope::qinq(TEST_SCOPE, 200, 100),
+    }
 }
 
 fn setup(t: &mut TestDataplane) {
-    for (tags, outer, inner) in [(0, 0, 0), (1, 100, 0), (2, 200 | VLAN_8021AD, 100)] {
-        let key = SegmentKey {
-            netns: t.netns,
-            ifindex: TEST_RUN_IFINDEX,
-            outer_vlan: outer,
-            inner_vlan: inner,
-        };
-        t.maps.set_segment(key, segment(tags)).unwrap();
+    for tags in 0..3u8 {
         for (addr, owned) in [
             (IpAddr::V4(OWNED4), true),
             (IpAddr::V4(NOT_OWNED4), false),
             (IpAddr::V6(OWNED6), true),
             (IpAddr::V6(NOT_OWNED6), false),
         ] {
-            t.maps.set_vip(segment(tags), addr, owned).unwrap();
+            t.maps.set_vip(place(tags), addr, owned).unwrap();
         }
     }
 }
@@ -182,13 +180,13 @@ fn guard_verdicts_and_counters() {
         for tags in 0..3u8 {
             let bytes = (case.frame)(tags).bytes().to_vec();
             let what = format!("{} (tags: {tags})", case.name);
-            let before = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+            let before = t.counters();
             let vips_before = t.maps.vips().unwrap();
 
             let verdict = t.run_guard(&bytes);
 
             assert_eq!(verdict, case.verdict, "{what}: verdict");
-            let after = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+            let after = t.counters();
             for reason in Reason::ALL {
                 let want = u64::from(reason == case.reason);
                 assert_eq!(
@@ -200,11 +198,11 @@ fn guard_verdicts_and_counters() {
             }
             for (v0, v1) in vips_before.iter().zip(t.maps.vips().unwrap()) {
                 let grew = v1.counters.tx_guarded_packets - v0.counters.tx_guarded_packets;
-                let want = u64::from(v1.segment == segment(tags) && Some(v1.addr) == case.guarded);
+                let want = u64::from(v1.place == place(tags) && Some(v1.addr) == case.guarded);
                 assert_eq!(
                     grew, want,
                     "{what}: tx_guarded of {} in {}",
-                    v1.addr, v1.segment
+                    v1.addr, v1.place
                 );
             }
             n += 1;
@@ -239,9 +237,9 @@ fn guard_truncated_frames_pass_as_malformed() {
         let full = full.bytes();
         let needed = 14 + 8 + case.needs;
         for cut in 14..=full.len() {
-            let before = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+            let before = t.counters();
             let v = t.run_guard(&full[..cut]);
-            let after = t.maps.iface(t.netns, TEST_RUN_IFINDEX).unwrap();
+            let after = t.counters();
             let malformed = after.get(Reason::Malformed) - before.get(Reason::Malformed);
             let what = format!("{} cut at {cut}/{}", case.name, full.len());
             if cut < needed {

@@ -9,14 +9,17 @@ use std::{
     time::Duration,
 };
 
-use tr7::dataplane::{AttachOutcome, Dataplane, LoadOptions, Maps, XdpAttachMode, detach};
-use tr7_common::{Reason, SegmentKey};
+use tr7::dataplane::{AttachOutcome, Maps, VipScope, XdpAttachMode, attach, detach};
+use tr7_common::Reason;
 use tr7_tests::{bpf::PinDir, lab::Lab};
 
 const OWNED4: &str = "192.0.2.10";
 const NOT_OWNED4: &str = "192.0.2.11";
 const OWNED6: &str = "2001:db8::10";
 const NOT_OWNED6: &str = "2001:db8::11";
+
+const SCOPE: u32 = 7;
+const PLACE: VipScope = VipScope::untagged(SCOPE);
 
 struct Setup {
     lab: Lab,
@@ -25,11 +28,12 @@ struct Setup {
     pins: PinDir,
     netns: u32,
     ifindex: u32,
+    slot: u32,
 }
 
 /// client (va: 192.0.2.1, 2001:db8::1) <-veth-> node (vb: 192.0.2.2, 2001:db8::2 and the
 /// four VIPs); the data plane attached on vb; VIPs .10/::10 owned, .11/::11 not.
-fn setup(tag: &str, mode: XdpAttachMode) -> (Setup, Dataplane) {
+fn setup(tag: &str, mode: XdpAttachMode) -> Setup {
     let mut lab = Lab::new(tag);
     let client = lab.netns("client");
     let node = lab.netns("node");
@@ -45,45 +49,30 @@ fn setup(tag: &str, mode: XdpAttachMode) -> (Setup, Dataplane) {
         lab.addr(&node, "vb", &format!("{vip}/128"));
     }
     let pins = PinDir::new(tag);
-    let netns = tr7::netns::inode(Some(&node)).unwrap();
-    let mut dp = Dataplane::load(&LoadOptions {
-        pin_dir: pins.path.clone(),
-        netns,
-    })
-    .unwrap();
-    let att = dp.attach("vb", Some(&node), mode).unwrap();
+    let att = attach(&pins.path, "vb", Some(&node), SCOPE, mode).unwrap();
     assert_eq!(
         (att.gate, att.guard),
         (AttachOutcome::Attached, AttachOutcome::Attached)
     );
+    assert_eq!(att.netns, tr7::netns::inode(Some(&node)).unwrap());
     let mut maps = Maps::open(&pins.path).unwrap();
-    maps.set_segment(
-        SegmentKey {
-            netns,
-            ifindex: att.ifindex,
-            outer_vlan: 0,
-            inner_vlan: 0,
-        },
-        1,
-    )
-    .unwrap();
     for (vip, owned) in [
         (OWNED4, true),
         (NOT_OWNED4, false),
         (OWNED6, true),
         (NOT_OWNED6, false),
     ] {
-        maps.set_vip(1, vip.parse().unwrap(), owned).unwrap();
+        maps.set_vip(PLACE, vip.parse().unwrap(), owned).unwrap();
     }
-    let s = Setup {
+    Setup {
         lab,
         client,
         node,
         pins,
-        netns,
+        netns: att.netns,
         ifindex: att.ifindex,
-    };
-    (s, dp)
+        slot: att.slot,
+    }
 }
 
 impl Setup {
@@ -151,7 +140,7 @@ impl Setup {
 }
 
 fn traffic_follows_ownership(mode: XdpAttachMode, tag: &str) {
-    let (s, _dp) = setup(tag, mode);
+    let s = setup(tag, mode);
     // Owned VIPs answer, both families.
     assert!(s.ping(OWNED4), "ping to owned {OWNED4}");
     assert!(s.ping(OWNED6), "ping to owned {OWNED6}");
@@ -181,7 +170,7 @@ fn traffic_follows_ownership(mode: XdpAttachMode, tag: &str) {
         !s.udp_arrives(NOT_OWNED6),
         "UDP to not-owned {NOT_OWNED6} arrived"
     );
-    let iface = s.maps().iface(s.netns, s.ifindex).unwrap();
+    let iface = s.maps().slot_counters(s.slot).unwrap();
     assert!(iface.get(Reason::ArpSuppressed) >= 1, "{iface:?}");
     assert!(iface.get(Reason::NdSuppressed) >= 1, "{iface:?}");
     assert!(iface.get(Reason::DroppedNotOwned) >= 2, "{iface:?}");
@@ -189,9 +178,11 @@ fn traffic_follows_ownership(mode: XdpAttachMode, tag: &str) {
 
     // Flip: .11/::11 become owned, .10 not; no re-attach.
     let mut maps = s.maps();
-    maps.set_vip(1, NOT_OWNED4.parse().unwrap(), true).unwrap();
-    maps.set_vip(1, NOT_OWNED6.parse().unwrap(), true).unwrap();
-    maps.set_vip(1, OWNED4.parse().unwrap(), false).unwrap();
+    maps.set_vip(PLACE, NOT_OWNED4.parse().unwrap(), true)
+        .unwrap();
+    maps.set_vip(PLACE, NOT_OWNED6.parse().unwrap(), true)
+        .unwrap();
+    maps.set_vip(PLACE, OWNED4.parse().unwrap(), false).unwrap();
     assert!(
         s.udp_arrives(NOT_OWNED4),
         "UDP to {NOT_OWNED4} after taking it over"
@@ -225,12 +216,12 @@ fn traffic_follows_ownership_generic_xdp() {
 }
 
 #[test]
-fn second_load_adopts_pins_and_detach_removes_them() {
-    let (s, dp) = setup("adopt", XdpAttachMode::Native);
+fn second_attach_adopts_pins_and_detach_removes_them() {
+    let s = setup("adopt", XdpAttachMode::Native);
     assert!(s.ping(OWNED4));
     let counted = s.maps().vips().unwrap();
-    drop(dp); // the process lets go; the pinned links keep the programs attached
-
+    // The attaching call has returned and dropped its handles: the pinned links alone keep
+    // the programs attached.
     assert!(
         s.ping(OWNED4),
         "the gate must keep running without its loader"
@@ -240,18 +231,19 @@ fn second_load_adopts_pins_and_detach_removes_them() {
         "the gate must keep suppressing without its loader"
     );
 
-    let mut again = Dataplane::load(&LoadOptions {
-        pin_dir: s.pins.path.clone(),
-        netns: s.netns,
-    })
+    let again = attach(
+        &s.pins.path,
+        "vb",
+        Some(&s.node),
+        SCOPE,
+        XdpAttachMode::Native,
+    )
     .unwrap();
-    let att = again
-        .attach("vb", Some(&s.node), XdpAttachMode::Native)
-        .unwrap();
     assert_eq!(
-        (att.gate, att.guard),
+        (again.gate, again.guard),
         (AttachOutcome::Adopted, AttachOutcome::Adopted)
     );
+    assert_eq!(again.slot, s.slot, "the counter slot is kept");
     // The maps were reused with their contents: same VIPs, same ownership, counters kept.
     let after = s.maps().vips().unwrap();
     assert_eq!(after.len(), counted.len());
@@ -262,10 +254,40 @@ fn second_load_adopts_pins_and_detach_removes_them() {
     let owned = after.iter().find(|v| v.addr.to_string() == OWNED4).unwrap();
     assert!(owned.counters.rx_passed_packets > 0);
 
-    drop(again);
+    // Another scope for the same interface: the running programs are swapped atomically.
+    let moved = attach(
+        &s.pins.path,
+        "vb",
+        Some(&s.node),
+        SCOPE + 1,
+        XdpAttachMode::Native,
+    )
+    .unwrap();
+    assert_eq!(
+        (moved.gate, moved.guard),
+        (AttachOutcome::Replaced, AttachOutcome::Replaced)
+    );
+    // The VIPs are keyed with the old scope: in the new one they are no VIPs, so even the
+    // not-owned one answers now; back to the old scope restores the gate.
+    assert!(s.arping(NOT_OWNED4), "scope {} has no VIPs", SCOPE + 1);
+    let back = attach(
+        &s.pins.path,
+        "vb",
+        Some(&s.node),
+        SCOPE,
+        XdpAttachMode::Native,
+    )
+    .unwrap();
+    assert_eq!(back.gate, AttachOutcome::Replaced);
+    assert!(!s.arping(NOT_OWNED4), "scope {SCOPE} restored");
+
+    assert!(detach(&s.pins.path, s.netns, s.ifindex).unwrap());
     let layout = tr7::dataplane::PinLayout::new(&s.pins.path);
-    assert!(detach(&layout, s.netns, s.ifindex).unwrap());
     assert!(!layout.iface_dir(s.netns, s.ifindex).exists());
+    assert!(
+        s.maps().ifaces().unwrap().is_empty(),
+        "the counter slot is freed"
+    );
     let link = s.lab.exec(&s.node, &["ip", "-d", "link", "show", "vb"]);
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(
@@ -275,7 +297,7 @@ fn second_load_adopts_pins_and_detach_removes_them() {
     // Without the gate, the not-owned VIP (configured on the node) answers ARP again.
     assert!(s.arping(NOT_OWNED4), "ARP unanswered after detach");
     assert!(
-        !detach(&layout, s.netns, s.ifindex).unwrap(),
+        !detach(&s.pins.path, s.netns, s.ifindex).unwrap(),
         "second detach finds nothing"
     );
 }

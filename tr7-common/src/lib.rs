@@ -13,57 +13,61 @@ pub mod program {
 
 /// Names of the maps in the eBPF object. They are pinned by these names.
 pub mod map {
-    /// [`crate::SegmentKey`] → segment id (`u32`): where a frame arrived, as the model sees it.
-    pub const SEGMENTS: &str = "TR7_SEGMENTS";
     /// [`crate::VipKey`] → [`crate::VipState`]: the VIPs and whether this node owns each.
     pub const VIPS: &str = "TR7_VIPS";
     /// Index 0 → [`crate::Fence`]: the agent's heartbeat and the fence interval.
     pub const FENCE: &str = "TR7_FENCE";
-    /// Per-CPU, [`crate::IfaceKey`] → [`crate::IfaceCounters`].
+    /// Per-CPU array, attachment slot ([`crate::Attachment::slot`]) → [`crate::IfaceCounters`].
     pub const IFACE_STATS: &str = "TR7_IFACE_STATS";
     /// Per-CPU array, VIP index ([`crate::VipState::index`]) → [`crate::VipCounters`].
     pub const VIP_STATS: &str = "TR7_VIP_STATS";
+    /// [`crate::IfaceKey`] → [`crate::Attachment`]: which counter slot and scope each
+    /// attachment was given. Written and read by user space only.
+    pub const ATTACHMENTS: &str = "TR7_ATTACHMENTS";
+}
+
+/// Globals set by the loader in each program instance. One instance is loaded per attached
+/// interface, so these are constants to the verifier and the JIT: the hot path spends no
+/// map lookup on finding out where it runs.
+pub mod global {
+    /// `u32`: the scope of the VIPs this attachment serves ([`crate::VipKey::scope`]).
+    pub const SCOPE: &str = "TR7_SCOPE";
+    /// `u32`: this attachment's row in the per-interface counters.
+    pub const SLOT: &str = "TR7_SLOT";
 }
 
 /// Capacity of the VIP map and of the per-VIP counter array.
 pub const MAX_VIPS: u32 = 131_072;
-/// Capacity of the segment map: (netns, ifindex, VLAN tags) tuples.
-pub const MAX_SEGMENTS: u32 = 16_384;
-/// Capacity of the per-interface counter map.
-pub const MAX_IFACES: u32 = 4_096;
+/// Capacity of the per-attachment counters and of the attachment table.
+pub const MAX_ATTACHMENTS: u32 = 1_024;
 
 /// Address family of a [`VipKey`].
 pub const FAMILY_IPV4: u8 = 4;
 /// Address family of a [`VipKey`].
 pub const FAMILY_IPV6: u8 = 6;
 
-/// Marks a VLAN id in [`SegmentKey`] that came with an 802.1ad (S-tag, 0x88a8) TPID rather
+/// Marks a VLAN id in [`VipKey`] that came with an 802.1ad (S-tag, 0x88a8) TPID rather
 /// than 802.1Q (0x8100): a trunk configured for one must not match frames tagged the other way.
 pub const VLAN_8021AD: u16 = 0x8000;
 /// The VLAN id bits of a tag's TCI.
 pub const VLAN_VID_MASK: u16 = 0x0fff;
 
-/// Where a frame was seen: the namespace of the attachment, the interface and the VLAN tags
-/// it carried (outermost first, 0 when absent). Maps to a segment id of the model, because the
-/// same address may be a VIP in two VLANs or two namespaces at once, owned differently.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SegmentKey {
-    /// Inode number of the network namespace the program was attached in.
-    pub netns: u32,
-    pub ifindex: u32,
-    /// VID of the outer tag, with [`VLAN_8021AD`] set for an S-tag; 0 when untagged.
-    pub outer_vlan: u16,
-    /// VID of the inner tag; 0 when there is at most one tag.
-    pub inner_vlan: u16,
-}
-
-/// A VIP as the data plane sees it: the segment it lives on and its address.
+/// A VIP as the data plane sees it: the scope it lives in, the VLAN tags it is reached
+/// with, and its address. The same address may be a VIP in two VLANs or two namespaces at
+/// once, owned differently: the scope and tags keep them apart.
+///
+/// A scope is a number the agent gives each L2 domain of its model (an interface with its
+/// ports, in its namespace); every port of that domain is attached with the same scope, so a
+/// VIP has one entry however many ports reach it, and a takeover is one map write per VIP.
 /// IPv4 addresses occupy the first four bytes of `addr`, the rest zero.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VipKey {
-    pub segment: u32,
+    pub scope: u32,
+    /// VID of the outer tag, with [`VLAN_8021AD`] set for an S-tag; 0 when untagged.
+    pub outer_vlan: u16,
+    /// VID of the inner tag; 0 when there is at most one tag.
+    pub inner_vlan: u16,
     /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
     pub family: u8,
     pub _pad: [u8; 3],
@@ -92,12 +96,21 @@ pub struct Fence {
     pub interval_ns: u64,
 }
 
-/// Per-interface counter key: the attachment's namespace and interface.
+/// An attached interface: its namespace (inode) and ifindex.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IfaceKey {
     pub netns: u32,
     pub ifindex: u32,
+}
+
+/// What an attachment was loaded with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Attachment {
+    /// Row of [`map::IFACE_STATS`], below [`MAX_ATTACHMENTS`].
+    pub slot: u32,
+    pub scope: u32,
 }
 
 /// Why a frame was passed or dropped. Every verdict increments exactly one reason.
@@ -106,7 +119,7 @@ pub struct IfaceKey {
 pub enum Reason {
     /// Ingress to a VIP this node owns.
     PassedOwned = 0,
-    /// Not addressed to any VIP (ordinary traffic, or a segment without VIPs).
+    /// Not addressed to any VIP (ordinary traffic, or a VLAN without VIPs).
     PassedNotVip = 1,
     /// Neither IPv4, IPv6 nor ARP (after VLAN tags).
     PassedOtherProtocol = 2,
@@ -192,8 +205,8 @@ pub struct VipCounters {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<SegmentKey>() == 12);
-    assert!(core::mem::size_of::<VipKey>() == 24);
+    assert!(core::mem::size_of::<VipKey>() == 28);
+    assert!(core::mem::size_of::<Attachment>() == 8);
     assert!(core::mem::size_of::<VipState>() == 8);
     assert!(core::mem::size_of::<Fence>() == 16);
     assert!(core::mem::size_of::<IfaceKey>() == 8);
@@ -208,9 +221,9 @@ mod pod {
     use super::*;
 
     // SAFETY: repr(C), integer fields only, sizes asserted equal to the sum of the fields.
-    unsafe impl aya::Pod for SegmentKey {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for VipKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Attachment {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VipState {}
     // SAFETY: as above.

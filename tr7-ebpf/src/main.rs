@@ -2,8 +2,10 @@
 //!
 //! Entry points are thin: they build a [`cursor::Bytes`] view and hand it to `try_*`/`decide_*`
 //! functions that return a verdict and the [`Reason`] counted for it.
-#![no_std]
-#![no_main]
+// Built for the BPF target by aya-build; on the host (clippy, `cargo test --workspace`)
+// it compiles as an empty program so the whole workspace lints and builds.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 mod arp;
 mod cursor;
@@ -24,17 +26,16 @@ use tr7_common::{Reason, VipKey};
 use crate::{
     cursor::{Bytes, Direct, Skb},
     frame::{Frame, L3, NdKind},
-    verdict::{VipTraffic, count_iface, count_vip, owned, segment, v4_key, v6_key, vip},
+    verdict::{Tags, VipTraffic, count_iface, count_vip, owned, v4_key, v6_key, vip},
 };
 
 /// XDP ingress: traffic, ARP requests and neighbour solicitations for a VIP this node does
 /// not own are dropped; everything else passes untouched.
 #[xdp]
 pub fn tr7_gate(ctx: XdpContext) -> u32 {
-    let ifindex = ctx.ingress_ifindex() as u32;
     let pkt = Direct::new(ctx.data(), ctx.data_end());
-    let reason = decide_ingress(&pkt, ifindex);
-    count_iface(ifindex, reason);
+    let reason = decide_ingress(&pkt);
+    count_iface(reason);
     if reason.is_drop() {
         xdp_action::XDP_DROP
     } else {
@@ -51,7 +52,7 @@ enum Claim {
 }
 
 #[inline(always)]
-fn decide_ingress(pkt: &impl Bytes, ifindex: u32) -> Reason {
+fn decide_ingress(pkt: &impl Bytes) -> Reason {
     let mut frame = Frame::new();
     if frame::parse(pkt, &mut frame).is_err() {
         return Reason::Malformed;
@@ -59,14 +60,12 @@ fn decide_ingress(pkt: &impl Bytes, ifindex: u32) -> Reason {
     if frame.l3 == L3::Other {
         return Reason::PassedOtherProtocol;
     }
-    let Some(seg) = frame_segment(&frame, ifindex, 0) else {
-        return Reason::PassedNotVip;
-    };
+    let tags = frame_tags(&frame, 0);
     let (key, claim) = match frame.l3 {
-        L3::Ipv4 => (v4_key(seg, &frame.dst), Claim::Ip),
-        L3::Arp => (v4_key(seg, &frame.dst), Claim::Arp),
-        _ if frame.nd == NdKind::Solicit => (v6_key(seg, frame.nd_target), Claim::Nd),
-        _ => (v6_key(seg, frame.dst), Claim::Ip),
+        L3::Ipv4 => (v4_key(tags, &frame.dst), Claim::Ip),
+        L3::Arp => (v4_key(tags, &frame.dst), Claim::Arp),
+        _ if frame.nd == NdKind::Solicit => (v6_key(tags, frame.nd_target), Claim::Nd),
+        _ => (v6_key(tags, frame.dst), Claim::Ip),
     };
     judge(&key, claim, pkt.len() as u64, Direction::Ingress)
 }
@@ -109,18 +108,23 @@ fn judge(key: &VipKey, claim: Claim, bytes: u64, dir: Direction) -> Reason {
     }
 }
 
-/// The segment of a frame. `meta_vlan` is a tag the kernel already took out of the frame
+/// The VLAN tags of a frame. `meta_vlan` is a tag the kernel already took out of the frame
 /// into skb metadata (TC on egress); it is then the outermost tag. 0 means none: VID 0 is
 /// not a VLAN, and a plain integer (not an `Option`) keeps every register the verifier
 /// reads initialised.
 #[inline(always)]
-fn frame_segment(frame: &Frame, ifindex: u32, meta_vlan: u16) -> Option<u32> {
-    let (outer, inner) = if meta_vlan != 0 {
-        (meta_vlan, frame.tags[0])
+fn frame_tags(frame: &Frame, meta_vlan: u16) -> Tags {
+    if meta_vlan != 0 {
+        Tags {
+            outer: meta_vlan,
+            inner: frame.tags[0],
+        }
     } else {
-        (frame.tags[0], frame.tags[1])
-    };
-    segment(ifindex, outer, inner)
+        Tags {
+            outer: frame.tags[0],
+            inner: frame.tags[1],
+        }
+    }
 }
 
 /// TC egress: frames that would speak for a VIP this node does not own (ARP from it, an NA
@@ -128,15 +132,9 @@ fn frame_segment(frame: &Frame, ifindex: u32, meta_vlan: u16) -> Option<u32> {
 #[classifier]
 pub fn tr7_guard(ctx: TcContext) -> i32 {
     // SAFETY: reading fields of the context the kernel handed us.
-    let (ifindex, len, vlan_present, vlan_tci, vlan_proto) = unsafe {
+    let (len, vlan_present, vlan_tci, vlan_proto) = unsafe {
         let skb = &*ctx.skb.skb;
-        (
-            skb.ifindex,
-            skb.len,
-            skb.vlan_present,
-            skb.vlan_tci,
-            skb.vlan_proto,
-        )
+        (skb.len, skb.vlan_present, skb.vlan_tci, skb.vlan_proto)
     };
     let meta_vlan = if vlan_present != 0 {
         eth::vlan_key(u16::from_be(vlan_proto as u16), vlan_tci as u16)
@@ -144,8 +142,8 @@ pub fn tr7_guard(ctx: TcContext) -> i32 {
         0
     };
     let pkt = Skb::new(&ctx, len);
-    let reason = decide_egress(&pkt, ifindex, meta_vlan, u64::from(len));
-    count_iface(ifindex, reason);
+    let reason = decide_egress(&pkt, meta_vlan, u64::from(len));
+    count_iface(reason);
     if reason.is_drop() {
         TC_ACT_SHOT
     } else {
@@ -154,7 +152,7 @@ pub fn tr7_guard(ctx: TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn decide_egress(pkt: &impl Bytes, ifindex: u32, meta_vlan: u16, bytes: u64) -> Reason {
+fn decide_egress(pkt: &impl Bytes, meta_vlan: u16, bytes: u64) -> Reason {
     let mut frame = Frame::new();
     if frame::parse(pkt, &mut frame).is_err() {
         return Reason::Malformed;
@@ -162,12 +160,10 @@ fn decide_egress(pkt: &impl Bytes, ifindex: u32, meta_vlan: u16, bytes: u64) -> 
     if frame.l3 == L3::Other {
         return Reason::EgressPassed;
     }
-    let Some(seg) = frame_segment(&frame, ifindex, meta_vlan) else {
-        return Reason::EgressPassed;
-    };
+    let tags = frame_tags(&frame, meta_vlan);
     match frame.l3 {
         L3::Ipv4 | L3::Arp => judge(
-            &v4_key(seg, &frame.src),
+            &v4_key(tags, &frame.src),
             Claim::Ip,
             bytes,
             Direction::Egress,
@@ -175,7 +171,7 @@ fn decide_egress(pkt: &impl Bytes, ifindex: u32, meta_vlan: u16, bytes: u64) -> 
         _ => {
             if frame.nd == NdKind::Advert {
                 let r = judge(
-                    &v6_key(seg, frame.nd_target),
+                    &v6_key(tags, frame.nd_target),
                     Claim::Nd,
                     bytes,
                     Direction::Egress,
@@ -184,17 +180,30 @@ fn decide_egress(pkt: &impl Bytes, ifindex: u32, meta_vlan: u16, bytes: u64) -> 
                     return r;
                 }
             }
-            judge(&v6_key(seg, frame.src), Claim::Ip, bytes, Direction::Egress)
+            judge(
+                &v6_key(tags, frame.src),
+                Claim::Ip,
+                bytes,
+                Direction::Egress,
+            )
         }
     }
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
+#[cfg(not(target_arch = "bpf"))]
+fn main() {
+    eprintln!(
+        "tr7-ebpf holds eBPF programs; tr7-agent's build script builds them for the BPF target"
+    );
+}
+
+#[cfg(target_arch = "bpf")]
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

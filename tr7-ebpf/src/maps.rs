@@ -1,18 +1,16 @@
 //! Every map of the data plane, pinned by name so a restarted agent adopts them with their
-//! contents. Names and value types come from tr7-common; user space checks the names exist.
+//! contents, and the per-instance globals. Names and value types come from tr7-common; user
+//! space checks the names exist.
 
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use tr7_common::{
-    Fence, IfaceCounters, IfaceKey, MAX_IFACES, MAX_SEGMENTS, MAX_VIPS, SegmentKey, VipCounters,
-    VipKey, VipState,
+    Attachment, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS, MAX_VIPS, VipCounters, VipKey,
+    VipState,
 };
-
-#[map]
-pub static TR7_SEGMENTS: HashMap<SegmentKey, u32> = HashMap::pinned(MAX_SEGMENTS, 0);
 
 #[map]
 pub static TR7_VIPS: HashMap<VipKey, VipState> = HashMap::pinned(MAX_VIPS, 0);
@@ -21,13 +19,20 @@ pub static TR7_VIPS: HashMap<VipKey, VipState> = HashMap::pinned(MAX_VIPS, 0);
 pub static TR7_FENCE: Array<Fence> = Array::pinned(1, 0);
 
 #[map]
-pub static TR7_IFACE_STATS: PerCpuHashMap<IfaceKey, IfaceCounters> =
-    PerCpuHashMap::pinned(MAX_IFACES, 0);
+pub static TR7_IFACE_STATS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_ATTACHMENTS, 0);
 
 #[map]
 pub static TR7_VIP_STATS: PerCpuArray<VipCounters> = PerCpuArray::pinned(MAX_VIPS, 0);
 
-/// Inode of the network namespace this instance of the programs serves. Set by the loader
-/// (one loaded instance per namespace), because ifindexes repeat across namespaces.
+/// Written and read by user space only; declared here so it is created and pinned with the
+/// others.
+#[map]
+pub static TR7_ATTACHMENTS: HashMap<IfaceKey, Attachment> = HashMap::pinned(MAX_ATTACHMENTS, 0);
+
+/// The scope of the VIPs this instance serves (see `tr7_common::VipKey`).
 #[unsafe(no_mangle)]
-pub static TR7_NETNS: Global<u32> = Global::new(0);
+pub static TR7_SCOPE: Global<u32> = Global::new(0);
+
+/// This instance's row in `TR7_IFACE_STATS`.
+#[unsafe(no_mangle)]
+pub static TR7_SLOT: Global<u32> = Global::new(0);

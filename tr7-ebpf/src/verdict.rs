@@ -1,35 +1,29 @@
-//! Ownership decisions shared by the gate and the guard: segment and VIP lookups, the
-//! liveness fence, and the counters every verdict increments.
+//! Ownership decisions shared by the gate and the guard: the VIP lookup, the liveness fence,
+//! and the counters every verdict increments.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
-use tr7_common::{
-    FAMILY_IPV4, FAMILY_IPV6, IfaceCounters, IfaceKey, Reason, SegmentKey, VipKey, VipState,
-};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use tr7_common::{FAMILY_IPV4, FAMILY_IPV6, Reason, VipKey, VipState};
 
-use crate::maps::{TR7_FENCE, TR7_IFACE_STATS, TR7_NETNS, TR7_SEGMENTS, TR7_VIP_STATS, TR7_VIPS};
+use crate::maps::{TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIPS};
 
-/// The segment a frame belongs to, or `None` when no VIP lives where it was seen.
-#[inline(always)]
-pub fn segment(ifindex: u32, outer_vlan: u16, inner_vlan: u16) -> Option<u32> {
-    let key = SegmentKey {
-        netns: TR7_NETNS.load(),
-        ifindex,
-        outer_vlan,
-        inner_vlan,
-    };
-    // SAFETY: the value is a plain u32 copied out at once.
-    unsafe { TR7_SEGMENTS.get(&key) }.copied()
+/// The VLAN tags a frame was seen with, outermost first (0 where absent).
+#[derive(Clone, Copy)]
+pub struct Tags {
+    pub outer: u16,
+    pub inner: u16,
 }
 
 #[inline(always)]
-pub fn v4_key(segment: u32, addr: &[u8; 16]) -> VipKey {
+pub fn v4_key(tags: Tags, addr: &[u8; 16]) -> VipKey {
     let mut full = [0u8; 16];
     full[0] = addr[0];
     full[1] = addr[1];
     full[2] = addr[2];
     full[3] = addr[3];
     VipKey {
-        segment,
+        scope: TR7_SCOPE.load(),
+        outer_vlan: tags.outer,
+        inner_vlan: tags.inner,
         family: FAMILY_IPV4,
         _pad: [0; 3],
         addr: full,
@@ -37,9 +31,11 @@ pub fn v4_key(segment: u32, addr: &[u8; 16]) -> VipKey {
 }
 
 #[inline(always)]
-pub fn v6_key(segment: u32, addr: [u8; 16]) -> VipKey {
+pub fn v6_key(tags: Tags, addr: [u8; 16]) -> VipKey {
     VipKey {
-        segment,
+        scope: TR7_SCOPE.load(),
+        outer_vlan: tags.outer,
+        inner_vlan: tags.inner,
         family: FAMILY_IPV6,
         _pad: [0; 3],
         addr,
@@ -79,27 +75,13 @@ pub fn owned(state: &VipState) -> Result<(), Reason> {
 }
 
 #[inline(always)]
-pub fn count_iface(ifindex: u32, reason: Reason) {
-    let key = IfaceKey {
-        netns: TR7_NETNS.load(),
-        ifindex,
+pub fn count_iface(reason: Reason) {
+    let Some(counters) = TR7_IFACE_STATS.get_ptr_mut(TR7_SLOT.load()) else {
+        return;
     };
-    let idx = reason as usize;
-    match TR7_IFACE_STATS.get_ptr_mut(&key) {
-        Some(counters) => {
-            // SAFETY: a per-CPU value of this CPU; nothing else writes it concurrently.
-            if let Some(slot) = unsafe { (*counters).packets.get_mut(idx) } {
-                *slot += 1;
-            }
-        }
-        None => {
-            let mut counters = IfaceCounters::default();
-            if let Some(slot) = counters.packets.get_mut(idx) {
-                *slot = 1;
-            }
-            // A concurrent first insert on another CPU wins; losing one count there is fine.
-            let _ = TR7_IFACE_STATS.insert(&key, &counters, u64::from(BPF_NOEXIST));
-        }
+    // SAFETY: a per-CPU value of this CPU; nothing else writes it concurrently.
+    if let Some(slot) = unsafe { (*counters).packets.get_mut(reason as usize) } {
+        *slot += 1;
     }
 }
 

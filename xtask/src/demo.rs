@@ -125,7 +125,7 @@ pub fn run() -> anyhow::Result<()> {
         ("192.0.2.11", "--disown"),
         ("2001:db8::11", "--disown"),
     ] {
-        tr7(&bin, &["vip", vip, "--segment", "1", flag])?;
+        tr7(&bin, &["vip", vip, "--scope", "1", flag])?;
     }
 
     let mut failures = Vec::new();
@@ -172,7 +172,7 @@ pub fn run() -> anyhow::Result<()> {
     );
 
     println!("\n4. takeover of 192.0.2.11: one map write, no re-attach, no netlink");
-    tr7(&bin, &["vip", "192.0.2.11", "--segment", "1", "--own"])?;
+    tr7(&bin, &["vip", "192.0.2.11", "--scope", "1", "--own"])?;
     expect(
         "ARP who-has 192.0.2.11 (now owned)",
         &arping("192.0.2.11"),

@@ -8,10 +8,9 @@ use std::{
 };
 
 use aya::{Ebpf, programs::Xdp};
-use tr7::dataplane::object::BASELINE;
-use tr7_common::SegmentKey;
+use tr7::dataplane::{VipScope, object::BASELINE};
 use tr7_tests::{
-    bpf::{TEST_RUN_IFINDEX, TestDataplane, run_timed},
+    bpf::{TEST_SCOPE, TestDataplane, run_timed},
     packet::Frame,
 };
 
@@ -77,43 +76,36 @@ fn main() -> ExitCode {
 }
 
 /// Fills the VIP map with `n` VIPs, the measured ones among them. Beyond the 768 IPv4
-/// documentation addresses, VIPs spread over further segments and over 2001:db8::/32:
-/// the hash map's cost depends on how full it is, not on which addresses fill it.
+/// documentation addresses, VIPs spread over further VLANs and over 2001:db8::/32: the
+/// hash map's cost depends on how full it is, not on which addresses fill it.
 fn fill(t: &mut TestDataplane, n: usize) {
-    for (outer, seg) in [(0u16, 1u32), (100, 2)] {
-        let key = SegmentKey {
-            netns: t.netns,
-            ifindex: TEST_RUN_IFINDEX,
-            outer_vlan: outer,
-            inner_vlan: 0,
-        };
-        t.maps.set_segment(key, seg).unwrap();
-    }
+    let untagged = VipScope::untagged(TEST_SCOPE);
     let mut index = 0u32;
-    let put = |t: &mut TestDataplane, index: &mut u32, seg: u32, addr: IpAddr| {
-        t.maps.set_vip_indexed(seg, addr, true, *index).unwrap();
+    let put = |t: &mut TestDataplane, index: &mut u32, place: VipScope, addr: IpAddr| {
+        t.maps.set_vip_indexed(place, addr, true, *index).unwrap();
         *index += 1;
     };
-    put(t, &mut index, 1, VIP4.into());
-    put(t, &mut index, 1, VIP6.into());
-    put(t, &mut index, 2, VIP4.into());
+    put(t, &mut index, untagged, VIP4.into());
+    put(t, &mut index, untagged, VIP6.into());
+    put(t, &mut index, VipScope::vlan(TEST_SCOPE, 100), VIP4.into());
     let v4_blocks = [[192u8, 0, 2], [198, 51, 100], [203, 0, 113]];
     let mut i = 0usize;
     while (index as usize) < n {
         if i % 2 == 0 {
             let block = v4_blocks[(i / 2) % 3];
             let host = ((i / 6) % 256) as u8;
-            let seg = 10 + (i / (6 * 256)) as u32;
+            let vlan = 1000 + (i / (6 * 256)) as u16;
+            let place = VipScope::vlan(TEST_SCOPE, vlan);
             put(
                 t,
                 &mut index,
-                seg,
+                place,
                 IpAddr::from([block[0], block[1], block[2], host]),
             );
         } else {
             let x = i as u32;
             let addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1000, 0, 0, 0, (x >> 16) as u16, x as u16);
-            put(t, &mut index, 1, addr.into());
+            put(t, &mut index, untagged, addr.into());
         }
         i += 1;
     }
@@ -183,7 +175,7 @@ fn dataplane(opts: &Opts) {
             let mut gate_ns = Vec::new();
             let mut empty_ns = Vec::new();
             for _ in 0..opts.rounds {
-                let (v, ns) = run_timed(t.dp.gate().unwrap(), bytes, opts.repeat);
+                let (v, ns) = run_timed(t.programs.gate().unwrap(), bytes, opts.repeat);
                 assert_eq!(v, 2, "{name}: the gate must pass an owned VIP's frame");
                 gate_ns.push(ns);
                 empty_ns.push(run_timed(empty, bytes, opts.repeat).1);

@@ -6,13 +6,10 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use nix::time::{ClockId, clock_gettime};
-use tr7_common::{Reason, SegmentKey, VLAN_8021AD, VLAN_VID_MASK};
+use tr7_common::{Reason, VLAN_8021AD, VLAN_VID_MASK};
 
 use crate::{
-    dataplane::{
-        self, AttachOutcome, DEFAULT_PIN_DIR, Dataplane, LoadOptions, Maps, PinLayout,
-        XdpAttachMode,
-    },
+    dataplane::{self, AttachOutcome, DEFAULT_PIN_DIR, Maps, VipScope, XdpAttachMode},
     netns,
 };
 
@@ -35,6 +32,10 @@ pub enum DataplaneCommand {
         /// Network namespace (`ip netns` name) of the interface.
         #[arg(long)]
         netns: Option<String>,
+        /// Scope of the VIPs this interface serves: every port of one L2 domain (the
+        /// members of a bond, say) shares one scope.
+        #[arg(long, default_value_t = 1)]
+        scope: u32,
         #[arg(long, value_enum, default_value_t)]
         mode: XdpAttachMode,
     },
@@ -45,27 +46,16 @@ pub enum DataplaneCommand {
         #[arg(long)]
         netns: Option<String>,
     },
-    /// Declare that frames on an interface (and VLAN tags) belong to a segment id.
-    Segment {
-        #[arg(long)]
-        iface: String,
-        #[arg(long)]
-        netns: Option<String>,
-        /// VLAN tags as OUTER or OUTER.INNER; `ad:` before a VID marks an 802.1ad S-tag.
-        #[arg(long, value_parser = parse_vlans)]
-        vlan: Option<(u16, u16)>,
-        /// Segment id the VIPs of this place are keyed with.
-        #[arg(long)]
-        id: u32,
-        /// Remove the declaration instead.
-        #[arg(long)]
-        remove: bool,
-    },
-    /// Set whether this node owns a VIP of a segment (adds the VIP if new).
+    /// Set whether this node owns a VIP (adds the VIP if new).
     Vip {
         addr: IpAddr,
-        #[arg(long)]
-        segment: u32,
+        /// Scope of the interfaces the VIP is reached through.
+        #[arg(long, default_value_t = 1)]
+        scope: u32,
+        /// VLAN tags the VIP is reached with: OUTER or OUTER.INNER; `ad:` before a VID
+        /// marks an 802.1ad S-tag.
+        #[arg(long, value_parser = parse_vlans)]
+        vlan: Option<(u16, u16)>,
         #[command(flatten)]
         action: VipAction,
     },
@@ -139,21 +129,24 @@ pub fn monotonic_ns() -> anyhow::Result<u64> {
 pub fn run(args: &DataplaneArgs) -> anyhow::Result<ExitCode> {
     let pin_dir = &args.pin_dir;
     match &args.command {
-        DataplaneCommand::Attach { iface, netns, mode } => {
-            let netns_id = netns::inode(netns.as_deref())?;
-            let mut dp = Dataplane::load(&LoadOptions {
-                pin_dir: pin_dir.clone(),
-                netns: netns_id,
-            })?;
-            let att = dp.attach(iface, netns.as_deref(), *mode)?;
+        DataplaneCommand::Attach {
+            iface,
+            netns,
+            scope,
+            mode,
+        } => {
+            let att = dataplane::attach(pin_dir, iface, netns.as_deref(), *scope, *mode)?;
             let say = |o: AttachOutcome| match o {
                 AttachOutcome::Attached => "attached",
                 AttachOutcome::Adopted => "adopted (already running this program)",
                 AttachOutcome::Replaced => "replaced atomically with this build",
             };
             println!(
-                "{iface} (ifindex {}, netns {netns_id}): gate {}, guard {}; pins under {}",
+                "{iface} (ifindex {}, netns {}, scope {}, counter slot {}): gate {}, guard {}; pins under {}",
                 att.ifindex,
+                att.netns,
+                att.scope,
+                att.slot,
                 say(att.gate),
                 say(att.guard),
                 pin_dir.display()
@@ -165,58 +158,32 @@ pub fn run(args: &DataplaneArgs) -> anyhow::Result<ExitCode> {
                 nix::net::if_::if_nametoindex(iface.as_str())
             })?
             .with_context(|| format!("interface `{iface}` does not exist"))?;
-            if dataplane::detach(&PinLayout::new(pin_dir), netns_id, ifindex)? {
+            if dataplane::detach(pin_dir, netns_id, ifindex)? {
                 println!("{iface}: gate and guard detached");
             } else {
                 println!("{iface}: nothing was attached");
             }
         }
-        DataplaneCommand::Segment {
-            iface,
-            netns,
+        DataplaneCommand::Vip {
+            addr,
+            scope,
             vlan,
-            id,
-            remove,
+            action,
         } => {
-            let netns_id = netns::inode(netns.as_deref())?;
-            let ifindex = netns::within(netns.as_deref(), || {
-                nix::net::if_::if_nametoindex(iface.as_str())
-            })?
-            .with_context(|| format!("interface `{iface}` does not exist"))?;
             let (outer_vlan, inner_vlan) = vlan.unwrap_or((0, 0));
-            let key = SegmentKey {
-                netns: netns_id,
-                ifindex,
+            let place = VipScope {
+                scope: *scope,
                 outer_vlan,
                 inner_vlan,
             };
             let mut maps = Maps::open(pin_dir)?;
-            if *remove {
-                maps.remove_segment(&key)?;
-                println!("segment of {iface} removed");
-            } else {
-                maps.set_segment(key, *id)?;
-                println!(
-                    "{iface} (ifindex {ifindex}, vlan {outer_vlan}.{inner_vlan}) -> segment {id}"
-                );
-            }
-        }
-        DataplaneCommand::Vip {
-            addr,
-            segment,
-            action,
-        } => {
-            let mut maps = Maps::open(pin_dir)?;
             if action.remove {
-                maps.remove_vip(*segment, *addr)?;
-                println!("{addr} (segment {segment}) removed");
+                maps.remove_vip(place, *addr)?;
+                println!("{addr} ({place}) removed");
             } else {
-                let state = maps.set_vip(*segment, *addr, action.own)?;
+                let state = maps.set_vip(place, *addr, action.own)?;
                 let word = if action.own { "owned" } else { "not owned" };
-                println!(
-                    "{addr} (segment {segment}, counters #{}) {word}",
-                    state.index
-                );
+                println!("{addr} ({place}, counters #{}) {word}", state.index);
             }
         }
         DataplaneCommand::Fence { interval } => {
@@ -257,9 +224,9 @@ fn show(pin_dir: &std::path::Path) -> anyhow::Result<()> {
     for v in &vips {
         let c = &v.counters;
         println!(
-            "  {:<40} segment {:<6} {:<9} rx passed {} pkts / {} B, rx dropped {} pkts / {} B, tx guarded {} pkts",
+            "  {:<28} {:<22} {:<9} rx passed {} pkts / {} B, rx dropped {} pkts / {} B, tx guarded {} pkts",
             v.addr,
-            v.segment,
+            v.place.to_string(),
             if v.owned { "owned" } else { "not-owned" },
             c.rx_passed_packets,
             c.rx_passed_bytes,
@@ -269,17 +236,18 @@ fn show(pin_dir: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     let ifaces = maps.ifaces()?;
-    println!("interfaces: {}", ifaces.len());
+    println!("attachments: {}", ifaces.len());
     for e in &ifaces {
         let counts: Vec<String> = Reason::ALL
             .iter()
-            .filter(|r| e.get(**r) > 0)
-            .map(|r| format!("{}={}", r.label(), e.get(*r)))
+            .filter(|r| e.packets.get(**r) > 0)
+            .map(|r| format!("{}={}", r.label(), e.packets.get(*r)))
             .collect();
         println!(
-            "  netns {} ifindex {}: {}",
+            "  netns {} ifindex {} (scope {}): {}",
             e.netns,
             e.ifindex,
+            e.attachment.scope,
             counts.join(" ")
         );
     }

@@ -1,15 +1,14 @@
 //! Loading the eBPF object and attaching the gate (XDP) and guard (TC egress, TCX) to an
 //! interface, with their bpf_links pinned so the attachment outlives this process.
 //!
-//! A second load adopts what it finds: maps are reused from their pins with their contents
-//! (aya's pin-by-name), and a pinned link is kept when it runs the same program (same kernel
-//! program tag) or atomically switched to the new program otherwise (`bpf_link_update`), so
-//! neither case drops a frame.
+//! One program instance is loaded per attached interface, with the interface's scope and
+//! counter slot baked in as globals: the hot path then spends no lookup on where it runs.
+//! A second attach adopts what it finds: maps are reused from their pins with their contents
+//! (aya's pin-by-name); a pinned link running the same program (kernel program tag) with the
+//! same scope and slot is kept as it is, any other is switched atomically to the new
+//! instance (`bpf_link_update`). Neither drops a frame.
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-};
+use std::{io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -22,9 +21,14 @@ use aya::{
     },
 };
 use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
-use tr7_common::program;
+use tr7_common::{IfaceKey, global, program};
 
-use super::{DataplaneError, maps::PinLayout, object::OBJECT};
+use super::{
+    DataplaneError,
+    maps::{Maps, PinLayout},
+    object::OBJECT,
+};
+use crate::netns;
 
 /// How the gate runs on an interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -48,12 +52,11 @@ impl XdpAttachMode {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct LoadOptions {
-    /// bpffs directory for the maps and links.
-    pub pin_dir: PathBuf,
-    /// Inode of the network namespace these programs will serve ([`crate::netns::current_inode`]).
-    pub netns: u32,
+/// The per-instance constants of a program instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Globals {
+    pub scope: u32,
+    pub slot: u32,
 }
 
 /// What attaching one program to an interface did.
@@ -61,9 +64,9 @@ pub struct LoadOptions {
 pub enum AttachOutcome {
     /// Nothing was attached; a new link was created and pinned.
     Attached,
-    /// A pinned link ran the same program: left exactly as it was.
+    /// A pinned link ran the same program with the same scope and slot: left as it was.
     Adopted,
-    /// A pinned link ran another version: switched atomically to this one.
+    /// A pinned link ran another version or configuration: switched atomically to this one.
     Replaced,
 }
 
@@ -71,15 +74,16 @@ pub enum AttachOutcome {
 pub struct Attachment {
     pub iface: String,
     pub ifindex: u32,
+    pub netns: u32,
+    pub scope: u32,
+    pub slot: u32,
     pub gate: AttachOutcome,
     pub guard: AttachOutcome,
 }
 
-/// The loaded programs and maps of one network namespace.
-pub struct Dataplane {
+/// One loaded instance of the gate and guard, sharing the pinned maps.
+pub struct Programs {
     ebpf: Ebpf,
-    layout: PinLayout,
-    netns: u32,
 }
 
 /// Mounts bpffs on /sys/fs/bpf when nothing is mounted there (minimal hosts and containers);
@@ -102,6 +106,27 @@ pub fn ensure_bpffs() -> Result<(), DataplaneError> {
     Ok(())
 }
 
+fn loader(pin_dir: &Path) -> Result<EbpfLoader<'_>, DataplaneError> {
+    if OBJECT.is_empty() {
+        return Err(DataplaneError::NoObject);
+    }
+    ensure_bpffs()?;
+    std::fs::create_dir_all(pin_dir).map_err(|e| DataplaneError::io(pin_dir, e))?;
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(pin_dir);
+    Ok(loader)
+}
+
+/// Creates the pinned maps under `pin_dir` where they do not exist yet (loading no
+/// program), and opens them.
+pub fn create_maps(pin_dir: &Path) -> Result<Maps, DataplaneError> {
+    let ebpf = loader(pin_dir)?
+        .load(OBJECT)
+        .map_err(|e| DataplaneError::Load(Box::new(e)))?;
+    drop(ebpf);
+    Maps::open(pin_dir)
+}
+
 fn program_tag(id: u32) -> Option<u64> {
     loaded_programs()
         .filter_map(Result::ok)
@@ -109,18 +134,13 @@ fn program_tag(id: u32) -> Option<u64> {
         .map(|p| p.tag())
 }
 
-impl Dataplane {
-    /// Loads the programs, creating the maps or reusing the pinned ones under
-    /// `opts.pin_dir`. Loading runs the kernel verifier; nothing is attached yet.
-    pub fn load(opts: &LoadOptions) -> Result<Self, DataplaneError> {
-        if OBJECT.is_empty() {
-            return Err(DataplaneError::NoObject);
-        }
-        ensure_bpffs()?;
-        std::fs::create_dir_all(&opts.pin_dir).map_err(|e| DataplaneError::io(&opts.pin_dir, e))?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&opts.pin_dir)
-            .override_global("TR7_NETNS", &opts.netns, true)
+impl Programs {
+    /// Loads one instance of the programs with `globals`, creating the maps or reusing the
+    /// pinned ones under `pin_dir`. Loading runs the kernel verifier; nothing is attached.
+    pub fn load(pin_dir: &Path, globals: Globals) -> Result<Self, DataplaneError> {
+        let mut ebpf = loader(pin_dir)?
+            .override_global(global::SCOPE, &globals.scope, true)
+            .override_global(global::SLOT, &globals.slot, true)
             .load(OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         let gate: &mut Xdp = program_mut(&mut ebpf, program::GATE)?;
@@ -133,15 +153,7 @@ impl Dataplane {
             name: program::GUARD,
             source,
         })?;
-        Ok(Self {
-            ebpf,
-            layout: PinLayout::new(&opts.pin_dir),
-            netns: opts.netns,
-        })
-    }
-
-    pub fn layout(&self) -> &PinLayout {
-        &self.layout
+        Ok(Self { ebpf })
     }
 
     /// The gate program, e.g. for `BPF_PROG_TEST_RUN`.
@@ -153,70 +165,97 @@ impl Dataplane {
     pub fn guard(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
         program_mut(&mut self.ebpf, program::GUARD)
     }
+}
 
-    /// Attaches the gate to `iface`'s ingress and the guard to its egress. `netns` names the
-    /// interface's namespace (`ip netns` name; `None`: the caller's), which must be the one
-    /// whose inode was given at load. Only the link creation runs inside that namespace:
-    /// this kernel refuses bpffs pin operations from a non-initial network namespace.
-    pub fn attach(
-        &mut self,
-        iface: &str,
-        netns: Option<&str>,
-        mode: XdpAttachMode,
-    ) -> Result<Attachment, DataplaneError> {
-        let ifindex = crate::netns::within(netns, || nix::net::if_::if_nametoindex(iface))?
-            .map_err(|_| DataplaneError::NoInterface {
-                iface: iface.to_owned(),
-            })?;
-        let links_dir = self.layout.iface_dir(self.netns, ifindex);
-        std::fs::create_dir_all(&links_dir).map_err(|e| DataplaneError::io(&links_dir, e))?;
-        let gate_pin = self.layout.gate_link(self.netns, ifindex);
-        let guard_pin = self.layout.guard_link(self.netns, ifindex);
-
-        let gate = {
-            let prog = self.gate()?;
-            attach_pinned(
-                prog,
-                &gate_pin,
-                |p| crate::netns::within(netns, || p.attach_to_if_index(ifindex, mode.flags())),
-                |p, link: XdpLink| p.attach_to_link(link),
-                |p, id| p.take_link(id),
-                program::GATE,
-            )?
-        };
-        let guard = {
-            let prog = self.guard()?;
-            attach_pinned(
-                prog,
-                &guard_pin,
-                |p| {
-                    crate::netns::within(netns, || {
-                        p.attach_with_options(
-                            iface,
-                            TcAttachType::Egress,
-                            TcAttachOptions::TcxOrder(LinkOrder::default()),
-                        )
-                    })
-                },
-                |p, link: SchedClassifierLink| p.attach_to_link(link),
-                |p, id| p.take_link(id),
-                program::GUARD,
-            )?
-        };
-        tracing::info!(iface, ifindex, ?gate, ?guard, ?mode, "data plane attached");
-        Ok(Attachment {
+/// Attaches the gate to `iface`'s ingress and the guard to its egress, serving the VIPs of
+/// `scope`. `netns` names the interface's namespace (`ip netns` name; `None`: the caller's).
+/// Only the link creation runs inside that namespace; pins are made from the caller's, as
+/// bpffs is shared by all network namespaces of a mount namespace.
+pub fn attach(
+    pin_dir: &Path,
+    iface: &str,
+    netns: Option<&str>,
+    scope: u32,
+    mode: XdpAttachMode,
+) -> Result<Attachment, DataplaneError> {
+    let netns_id = netns::inode(netns)?;
+    let ifindex = netns::within(netns, || nix::net::if_::if_nametoindex(iface))?.map_err(|_| {
+        DataplaneError::NoInterface {
             iface: iface.to_owned(),
-            ifindex,
-            gate,
-            guard,
-        })
-    }
+        }
+    })?;
+    let mut maps = create_maps(pin_dir)?;
+    let key = IfaceKey {
+        netns: netns_id,
+        ifindex,
+    };
+    let before = maps.attachment(key)?;
+    let att = maps.reserve_attachment(key, scope)?;
+    let unchanged = before == Some(att);
+    let mut programs = Programs::load(
+        pin_dir,
+        Globals {
+            scope,
+            slot: att.slot,
+        },
+    )?;
+
+    let layout = PinLayout::new(pin_dir);
+    let dir = layout.iface_dir(netns_id, ifindex);
+    std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::io(&dir, e))?;
+    let gate = attach_pinned(
+        programs.gate()?,
+        &layout.gate_link(netns_id, ifindex),
+        unchanged,
+        |p| netns::within(netns, || p.attach_to_if_index(ifindex, mode.flags())),
+        |p, link: XdpLink| p.attach_to_link(link),
+        |p, id| p.take_link(id),
+        program::GATE,
+    )?;
+    let guard = attach_pinned(
+        programs.guard()?,
+        &layout.guard_link(netns_id, ifindex),
+        unchanged,
+        |p| {
+            netns::within(netns, || {
+                p.attach_with_options(
+                    iface,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+            })
+        },
+        |p, link: SchedClassifierLink| p.attach_to_link(link),
+        |p, id| p.take_link(id),
+        program::GUARD,
+    )?;
+    tracing::info!(
+        iface,
+        ifindex,
+        netns = netns_id,
+        scope,
+        slot = att.slot,
+        ?gate,
+        ?guard,
+        ?mode,
+        "data plane attached"
+    );
+    Ok(Attachment {
+        iface: iface.to_owned(),
+        ifindex,
+        netns: netns_id,
+        scope,
+        slot: att.slot,
+        gate,
+        guard,
+    })
 }
 
 /// Removes the gate and guard from interface `ifindex` of namespace `netns` by unpinning
-/// their links (the kernel detaches a link when its last reference goes). Returns whether
-/// anything was attached.
-pub fn detach(layout: &PinLayout, netns: u32, ifindex: u32) -> Result<bool, DataplaneError> {
+/// their links (the kernel detaches a link when its last reference goes), and frees its
+/// counter slot. Returns whether anything was attached.
+pub fn detach(pin_dir: &Path, netns: u32, ifindex: u32) -> Result<bool, DataplaneError> {
+    let layout = PinLayout::new(pin_dir);
     let mut found = false;
     let dir = layout.iface_dir(netns, ifindex);
     for path in [
@@ -226,17 +265,18 @@ pub fn detach(layout: &PinLayout, netns: u32, ifindex: u32) -> Result<bool, Data
         if !path.exists() {
             continue;
         }
-        match PinnedLink::from_pin(&path) {
-            Ok(link) => {
-                let fd = link.unpin().map_err(|e| DataplaneError::io(&path, e))?;
-                drop(fd);
-                found = true;
-            }
-            Err(source) => return Err(DataplaneError::Link { path, source }),
-        }
+        let link = PinnedLink::from_pin(&path).map_err(|source| DataplaneError::Link {
+            path: path.clone(),
+            source,
+        })?;
+        drop(link.unpin().map_err(|e| DataplaneError::io(&path, e))?);
+        found = true;
     }
     if dir.exists() {
         std::fs::remove_dir(&dir).map_err(|e| DataplaneError::io(&dir, e))?;
+    }
+    if let Ok(mut maps) = Maps::open(pin_dir) {
+        maps.release_attachment(IfaceKey { netns, ifindex })?;
     }
     Ok(found)
 }
@@ -252,20 +292,21 @@ where
         .map_err(|source| DataplaneError::Program { name, source })
 }
 
-/// Attach-or-adopt for one program and its link pin.
+/// Attach-or-adopt for one program and its link pin. `same_config`: the attachment keeps
+/// the scope and slot it had, so an identical program may be left running.
 fn attach_pinned<P, L, Id>(
     prog: &mut P,
     pin: &Path,
+    same_config: bool,
     attach_new: impl FnOnce(
         &mut P,
-    )
-        -> Result<Result<Id, aya::programs::ProgramError>, crate::netns::NetnsError>,
+    ) -> Result<Result<Id, aya::programs::ProgramError>, netns::NetnsError>,
     attach_to_link: impl FnOnce(&mut P, L) -> Result<Id, aya::programs::ProgramError>,
     take_link: impl FnOnce(&mut P, Id) -> Result<L, aya::programs::ProgramError>,
     name: &'static str,
 ) -> Result<AttachOutcome, DataplaneError>
 where
-    P: ProgramInfoExt,
+    P: ProgramTag,
     L: TryFrom<FdLink, Error = LinkError> + TryInto<FdLink, Error = LinkError>,
 {
     let program_err = |source| DataplaneError::Program { name, source };
@@ -273,56 +314,46 @@ where
         path: pin.to_owned(),
         source,
     };
-    // A missing pin is the normal first-attach case; ask the file system rather than map
+    // A missing pin is the normal first attach; ask the file system rather than interpret
     // BPF_OBJ_GET's errno.
-    let existing = if pin.exists() {
-        Some(PinnedLink::from_pin(pin))
-    } else {
-        None
-    };
-    match existing {
-        Some(Ok(pinned)) => {
-            let pinned = FdLink::from(pinned);
-            let old_prog = pinned.info().map_err(link_err)?.program_id();
-            let new_tag = prog.tag().map_err(program_err)?;
-            if program_tag(old_prog) == Some(new_tag) {
-                // Same code: keep the running program; this instance is dropped unused.
-                return Ok(AttachOutcome::Adopted);
-            }
-            let link = L::try_from(pinned).map_err(link_err)?;
-            let id = attach_to_link(prog, link).map_err(program_err)?;
-            // The link stays pinned where it was; only this process's handle goes.
-            let _ = take_link(prog, id).map_err(program_err)?;
-            Ok(AttachOutcome::Replaced)
+    if pin.exists() {
+        let pinned = FdLink::from(PinnedLink::from_pin(pin).map_err(link_err)?);
+        let old_prog = pinned.info().map_err(link_err)?.program_id();
+        let new_tag = prog.tag().map_err(program_err)?;
+        if same_config && program_tag(old_prog) == Some(new_tag) {
+            // Same code, same globals: keep the running program; this instance goes unused.
+            return Ok(AttachOutcome::Adopted);
         }
-        None => {
-            let id = attach_new(prog)?.map_err(program_err)?;
-            let link: FdLink = take_link(prog, id)
-                .map_err(program_err)?
-                .try_into()
-                .map_err(link_err)?;
-            link.pin(pin).map_err(|source| DataplaneError::Pin {
-                path: pin.to_owned(),
-                source,
-            })?;
-            Ok(AttachOutcome::Attached)
-        }
-        Some(Err(source)) => Err(link_err(source)),
+        let link = L::try_from(pinned).map_err(link_err)?;
+        let id = attach_to_link(prog, link).map_err(program_err)?;
+        // The link stays pinned where it was; only this process's handle goes.
+        let _ = take_link(prog, id).map_err(program_err)?;
+        return Ok(AttachOutcome::Replaced);
     }
+    let id = attach_new(prog)?.map_err(program_err)?;
+    let link: FdLink = take_link(prog, id)
+        .map_err(program_err)?
+        .try_into()
+        .map_err(link_err)?;
+    link.pin(pin).map_err(|source| DataplaneError::Pin {
+        path: pin.to_owned(),
+        source,
+    })?;
+    Ok(AttachOutcome::Attached)
 }
 
 /// The kernel tag of a loaded program, for both program types.
-trait ProgramInfoExt {
+trait ProgramTag {
     fn tag(&self) -> Result<u64, aya::programs::ProgramError>;
 }
 
-impl ProgramInfoExt for Xdp {
+impl ProgramTag for Xdp {
     fn tag(&self) -> Result<u64, aya::programs::ProgramError> {
         Ok(self.info()?.tag())
     }
 }
 
-impl ProgramInfoExt for SchedClassifier {
+impl ProgramTag for SchedClassifier {
     fn tag(&self) -> Result<u64, aya::programs::ProgramError> {
         Ok(self.info()?.tag())
     }

@@ -1,4 +1,4 @@
-//! Typed access to the data plane's pinned maps: ownership and segment writers, the
+//! Typed access to the data plane's pinned maps: ownership and attachment writers, the
 //! heartbeat/fence writer, and counter readers that sum the per-CPU values.
 
 use std::{
@@ -7,18 +7,73 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
 use tr7_common::{
-    FAMILY_IPV4, FAMILY_IPV6, Fence, IfaceCounters, IfaceKey, MAX_VIPS, REASONS, Reason,
-    SegmentKey, VipCounters, VipKey, VipState, map,
+    Attachment, FAMILY_IPV4, FAMILY_IPV6, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS,
+    MAX_VIPS, REASONS, Reason, VLAN_8021AD, VLAN_VID_MASK, VipCounters, VipKey, VipState, map,
 };
 
 use super::DataplaneError;
 
-/// The key of a VIP in segment `segment`.
-pub fn vip_key(segment: u32, addr: IpAddr) -> VipKey {
+/// Where a VIP lives: the scope of its L2 domain and the VLAN tags it is reached with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VipScope {
+    pub scope: u32,
+    /// Outer VID, [`VLAN_8021AD`] set for an S-tag; 0 untagged.
+    pub outer_vlan: u16,
+    /// Inner VID; 0 with at most one tag.
+    pub inner_vlan: u16,
+}
+
+impl VipScope {
+    pub const fn untagged(scope: u32) -> Self {
+        Self {
+            scope,
+            outer_vlan: 0,
+            inner_vlan: 0,
+        }
+    }
+
+    /// Reached with one 802.1Q tag.
+    pub const fn vlan(scope: u32, vid: u16) -> Self {
+        Self {
+            scope,
+            outer_vlan: vid & VLAN_VID_MASK,
+            inner_vlan: 0,
+        }
+    }
+
+    /// Reached with an 802.1ad S-tag outside an 802.1Q C-tag.
+    pub const fn qinq(scope: u32, outer: u16, inner: u16) -> Self {
+        Self {
+            scope,
+            outer_vlan: (outer & VLAN_VID_MASK) | VLAN_8021AD,
+            inner_vlan: inner & VLAN_VID_MASK,
+        }
+    }
+}
+
+impl std::fmt::Display for VipScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "scope {}", self.scope)?;
+        let vid = |v: u16| {
+            let ad = if v & VLAN_8021AD != 0 { "ad:" } else { "" };
+            format!("{ad}{}", v & VLAN_VID_MASK)
+        };
+        match (self.outer_vlan, self.inner_vlan) {
+            (0, _) => Ok(()),
+            (o, 0) => write!(f, " vlan {}", vid(o)),
+            (o, i) => write!(f, " vlan {}.{}", vid(o), vid(i)),
+        }
+    }
+}
+
+/// The key of VIP `addr` in `place`.
+pub fn vip_key(place: VipScope, addr: IpAddr) -> VipKey {
     let mut key = VipKey {
-        segment,
+        scope: place.scope,
+        outer_vlan: place.outer_vlan,
+        inner_vlan: place.inner_vlan,
         ..VipKey::default()
     };
     match addr {
@@ -45,11 +100,11 @@ pub fn key_addr(key: &VipKey) -> IpAddr {
 
 /// Handles on every map of the data plane, opened from their pins.
 pub struct Maps {
-    pub segments: HashMap<MapData, SegmentKey, u32>,
     pub vips: HashMap<MapData, VipKey, VipState>,
     pub fence: Array<MapData, Fence>,
-    pub iface_stats: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
+    pub iface_stats: PerCpuArray<MapData, IfaceCounters>,
     pub vip_stats: PerCpuArray<MapData, VipCounters>,
+    pub attachments: HashMap<MapData, IfaceKey, Attachment>,
 }
 
 fn open(dir: &Path, name: &'static str) -> Result<Map, DataplaneError> {
@@ -72,24 +127,29 @@ fn typed<T: TryFrom<Map, Error = MapError>>(
 /// One VIP as read back from the map, with its summed counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VipEntry {
-    pub segment: u32,
+    pub place: VipScope,
     pub addr: IpAddr,
     pub owned: bool,
     pub index: u32,
     pub counters: VipCounters,
 }
 
-/// Summed per-reason packet counts of one interface.
+/// Summed per-reason packet counts of one attachment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IfaceEntry {
     pub netns: u32,
     pub ifindex: u32,
-    pub packets: [u64; REASONS],
+    pub attachment: Attachment,
+    pub packets: ReasonCounts,
 }
 
-impl IfaceEntry {
+/// Packets per [`Reason`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReasonCounts(pub [u64; REASONS]);
+
+impl ReasonCounts {
     pub fn get(&self, reason: Reason) -> u64 {
-        self.packets[reason as usize]
+        self.0[reason as usize]
     }
 }
 
@@ -97,36 +157,78 @@ impl Maps {
     /// Opens the maps pinned under `pin_dir` (see [`super::PinLayout`]).
     pub fn open(pin_dir: &Path) -> Result<Self, DataplaneError> {
         Ok(Self {
-            segments: typed(pin_dir, map::SEGMENTS)?,
             vips: typed(pin_dir, map::VIPS)?,
             fence: typed(pin_dir, map::FENCE)?,
             iface_stats: typed(pin_dir, map::IFACE_STATS)?,
             vip_stats: typed(pin_dir, map::VIP_STATS)?,
+            attachments: typed(pin_dir, map::ATTACHMENTS)?,
         })
     }
 
-    /// Declares that frames seen on `key` belong to segment `segment`.
-    pub fn set_segment(&mut self, key: SegmentKey, segment: u32) -> Result<(), DataplaneError> {
-        self.segments
-            .insert(key, segment, 0)
-            .map_err(|source| DataplaneError::map_write(map::SEGMENTS, source))
+    /// The attachment recorded for an interface, if any.
+    pub fn attachment(&self, key: IfaceKey) -> Result<Option<Attachment>, DataplaneError> {
+        match self.attachments.get(&key, 0) {
+            Ok(a) => Ok(Some(a)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::map_read(map::ATTACHMENTS, source)),
+        }
     }
 
-    pub fn remove_segment(&mut self, key: &SegmentKey) -> Result<(), DataplaneError> {
-        ignore_missing(self.segments.remove(key))
-            .map_err(|source| DataplaneError::map_write(map::SEGMENTS, source))
+    /// Records that `key` is attached with `scope`: keeps the interface's counter slot when
+    /// it has one, else takes the lowest free slot and zeroes its counters.
+    pub fn reserve_attachment(
+        &mut self,
+        key: IfaceKey,
+        scope: u32,
+    ) -> Result<Attachment, DataplaneError> {
+        let slot = match self.attachment(key)? {
+            Some(existing) => existing.slot,
+            None => {
+                let used: BTreeSet<u32> = self
+                    .attachments
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|(_, a)| a.slot)
+                    .collect();
+                let slot = (0..MAX_ATTACHMENTS).find(|s| !used.contains(s)).ok_or(
+                    DataplaneError::Full {
+                        what: "attachment table",
+                        max: MAX_ATTACHMENTS,
+                    },
+                )?;
+                self.zero_iface_counters(slot)?;
+                slot
+            }
+        };
+        let att = Attachment { slot, scope };
+        self.attachments
+            .insert(key, att, 0)
+            .map_err(|source| DataplaneError::map_write(map::ATTACHMENTS, source))?;
+        Ok(att)
     }
 
-    /// Sets whether this node owns the VIP `addr` in `segment`, adding it if new. A new VIP
+    pub fn release_attachment(&mut self, key: IfaceKey) -> Result<(), DataplaneError> {
+        ignore_missing(self.attachments.remove(&key))
+            .map_err(|source| DataplaneError::map_write(map::ATTACHMENTS, source))
+    }
+
+    fn zero_iface_counters(&mut self, slot: u32) -> Result<(), DataplaneError> {
+        let zero = per_cpu_zero::<IfaceCounters>()?;
+        self.iface_stats
+            .set(slot, zero, 0)
+            .map_err(|source| DataplaneError::map_write(map::IFACE_STATS, source))
+    }
+
+    /// Sets whether this node owns the VIP `addr` in `place`, adding it if new. A new VIP
     /// gets the lowest free counter index, with its counters zeroed. This is the whole
     /// failover path of the data plane: one map write.
     pub fn set_vip(
         &mut self,
-        segment: u32,
+        place: VipScope,
         addr: IpAddr,
         owned: bool,
     ) -> Result<VipState, DataplaneError> {
-        let key = vip_key(segment, addr);
+        let key = vip_key(place, addr);
         let index = match self.vips.get(&key, 0) {
             Ok(state) => state.index,
             Err(MapError::KeyNotFound) => {
@@ -150,7 +252,7 @@ impl Maps {
     /// themselves). The caller keeps indexes unique and below [`MAX_VIPS`].
     pub fn set_vip_indexed(
         &mut self,
-        segment: u32,
+        place: VipScope,
         addr: IpAddr,
         owned: bool,
         index: u32,
@@ -166,12 +268,12 @@ impl Maps {
             index,
         };
         self.vips
-            .insert(vip_key(segment, addr), state, 0)
+            .insert(vip_key(place, addr), state, 0)
             .map_err(|source| DataplaneError::map_write(map::VIPS, source))
     }
 
-    pub fn remove_vip(&mut self, segment: u32, addr: IpAddr) -> Result<(), DataplaneError> {
-        ignore_missing(self.vips.remove(&vip_key(segment, addr)))
+    pub fn remove_vip(&mut self, place: VipScope, addr: IpAddr) -> Result<(), DataplaneError> {
+        ignore_missing(self.vips.remove(&vip_key(place, addr)))
             .map_err(|source| DataplaneError::map_write(map::VIPS, source))
     }
 
@@ -220,21 +322,25 @@ impl Maps {
             .map_err(|source| DataplaneError::map_read(map::FENCE, source))
     }
 
-    /// Every VIP in the map with its counters summed over CPUs, sorted by segment and address.
+    /// Every VIP in the map with its counters summed over CPUs, sorted by place and address.
     pub fn vips(&self) -> Result<Vec<VipEntry>, DataplaneError> {
         let mut out = Vec::new();
         for item in self.vips.iter() {
             let (key, state) =
                 item.map_err(|source| DataplaneError::map_read(map::VIPS, source))?;
             out.push(VipEntry {
-                segment: key.segment,
+                place: VipScope {
+                    scope: key.scope,
+                    outer_vlan: key.outer_vlan,
+                    inner_vlan: key.inner_vlan,
+                },
                 addr: key_addr(&key),
                 owned: state.owned != 0,
                 index: state.index,
                 counters: self.vip_counters(state.index)?,
             });
         }
-        out.sort_by_key(|v| (v.segment, v.addr));
+        out.sort_by_key(|v| (v.place, v.addr));
         Ok(out)
     }
 
@@ -255,45 +361,51 @@ impl Maps {
         }))
     }
 
-    /// Per-interface counters summed over CPUs, sorted by namespace and ifindex.
+    /// Per-reason counters of one attachment slot, summed over CPUs.
+    pub fn slot_counters(&self, slot: u32) -> Result<ReasonCounts, DataplaneError> {
+        let per_cpu = self
+            .iface_stats
+            .get(&slot, 0)
+            .map_err(|source| DataplaneError::map_read(map::IFACE_STATS, source))?;
+        let mut packets = [0u64; REASONS];
+        for c in per_cpu.iter() {
+            for (sum, v) in packets.iter_mut().zip(c.packets) {
+                *sum += v;
+            }
+        }
+        Ok(ReasonCounts(packets))
+    }
+
+    /// Every attachment with its counters, sorted by namespace and ifindex.
     pub fn ifaces(&self) -> Result<Vec<IfaceEntry>, DataplaneError> {
         let mut out = Vec::new();
-        for item in self.iface_stats.iter() {
-            let (key, per_cpu) =
-                item.map_err(|source| DataplaneError::map_read(map::IFACE_STATS, source))?;
-            let mut packets = [0u64; REASONS];
-            for c in per_cpu.iter() {
-                for (sum, v) in packets.iter_mut().zip(c.packets) {
-                    *sum += v;
-                }
-            }
+        for item in self.attachments.iter() {
+            let (key, attachment) =
+                item.map_err(|source| DataplaneError::map_read(map::ATTACHMENTS, source))?;
             out.push(IfaceEntry {
                 netns: key.netns,
                 ifindex: key.ifindex,
-                packets,
+                attachment,
+                packets: self.slot_counters(attachment.slot)?,
             });
         }
         out.sort_by_key(|e| (e.netns, e.ifindex));
         Ok(out)
     }
-
-    /// Counters of one interface; all zero when it has seen no frame yet.
-    pub fn iface(&self, netns: u32, ifindex: u32) -> Result<IfaceEntry, DataplaneError> {
-        Ok(self
-            .ifaces()?
-            .into_iter()
-            .find(|e| e.netns == netns && e.ifindex == ifindex)
-            .unwrap_or(IfaceEntry {
-                netns,
-                ifindex,
-                packets: [0; REASONS],
-            }))
-    }
 }
 
+fn per_cpu_zero<T: aya::Pod + Default + Clone>() -> Result<PerCpuValues<T>, DataplaneError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
+    PerCpuValues::try_from(vec![T::default(); cpus]).map_err(DataplaneError::Cpus)
+}
+
+/// Removing what is not there is success (aya reports it as either variant).
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     match result {
         Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(())
+        }
         other => other,
     }
 }

@@ -9,9 +9,10 @@ pub mod object;
 use std::path::PathBuf;
 
 pub use attach::{
-    AttachOutcome, Attachment, Dataplane, LoadOptions, XdpAttachMode, detach, ensure_bpffs,
+    AttachOutcome, Attachment, Globals, Programs, XdpAttachMode, attach, create_maps, detach,
+    ensure_bpffs,
 };
-pub use maps::{IfaceEntry, Maps, PinLayout, VipEntry, key_addr, vip_key};
+pub use maps::{IfaceEntry, Maps, PinLayout, ReasonCounts, VipEntry, VipScope, key_addr, vip_key};
 
 /// Where the data plane pins its maps and links unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tr7";
