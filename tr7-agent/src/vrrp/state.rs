@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::packet::{AdvertError, Advertisement, Family};
-use super::timers::{centiseconds, master_down_interval_cs, skew_time_cs};
+use super::timers::{self, centiseconds};
 
 /// RFC 9568 6.1: the priority of the router that owns the virtual addresses.
 pub const OWNER_PRIORITY: u8 = 255;
@@ -387,19 +387,13 @@ impl Vrrp {
     /// RFC 9568 6.1 Skew_Time for our effective priority and the current
     /// Master_Adver_Interval.
     pub fn skew_time(&self) -> Duration {
-        centiseconds(skew_time_cs(
-            self.effective_priority(),
-            self.master_adver_interval_cs,
-        ))
+        timers::skew_time(self.effective_priority(), self.master_adver_interval_cs)
     }
 
     /// RFC 9568 6.1 Master_Down_Interval for our effective priority and the current
     /// Master_Adver_Interval. The data plane's liveness fence defaults to this.
     pub fn master_down_interval(&self) -> Duration {
-        centiseconds(master_down_interval_cs(
-            self.effective_priority(),
-            self.master_adver_interval_cs,
-        ))
+        timers::master_down_interval(self.effective_priority(), self.master_adver_interval_cs)
     }
 
     /// The advertisement we send with `priority`, for the shell to pre-encode.
@@ -646,6 +640,12 @@ impl Vrrp {
             None
         };
         if let Some(reason) = reason {
+            // Beyond RFC 9568 6.4.3, which sends nothing here: one last advert with our
+            // priority tells the winner that a second master existed. After a healed
+            // partition the winner's advert may be the first to cross, and without this
+            // it would never learn that clients followed us, and would not re-announce.
+            // RFC routers discard a lower-priority advert, so this costs them nothing.
+            self.send_advert(local);
             self.become_backup(now, reason, advert.max_advert_interval_cs());
             self.master = Some((src, theirs));
             return;
