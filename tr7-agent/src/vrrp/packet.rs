@@ -550,6 +550,21 @@ mod tests {
     }
 
     #[test]
+    fn dual_accept_lets_a_rare_corruption_through_as_the_other_mode() {
+        // Proves (and documents) the price of accepting both IPv4 checksums: when the
+        // pseudo-header sums to 2^k (here 0.0.0.4 + 0.0.0.0 + 112 + 12 = 128), clearing a
+        // bit of weight 128 turns a valid message-only checksum into a valid
+        // pseudo-header one. decode then reports PseudoHeader, which the shell can
+        // compare with what the peer normally sends.
+        let (s, d) = (ip("0.0.0.4"), ip("0.0.0.0"));
+        let a = Advertisement::new(200, 100, 100, vec![ip("192.0.2.10")]).unwrap();
+        let mut b = a.encode(s, d, ChecksumMode::MessageOnly).unwrap();
+        b[1] ^= 0x80; // VRID 200 (0xc8) becomes 72
+        let (got, mode) = Advertisement::decode(&b, s, d).unwrap();
+        assert_eq!((got.vrid(), mode), (72, ChecksumMode::PseudoHeader));
+    }
+
+    #[test]
     fn decode_rejects_each_malformed_field() {
         // Proves each RFC 9568 7.1 structural check has its own DecodeError.
         let (s, m) = (ip("192.0.2.1"), ip("224.0.0.18"));
