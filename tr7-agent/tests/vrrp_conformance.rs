@@ -351,7 +351,7 @@ fn master_yields_to_higher_priority() {
         vec![
             Action::SendAdvert { priority: 100 },
             Action::BecomeBackup {
-            from: State::Master,
+                from: State::Master,
                 reason: Reason::HigherPriority {
                     from: peer_low(),
                     priority: 150
@@ -444,7 +444,10 @@ fn master_answers_lower_priority_at_once_and_reannounces() {
     fresh
         .handle_advert(t, peer_high(), &advert(50, 100))
         .unwrap();
-    assert_eq!(drain(&mut fresh), vec![Action::SendAdvert { priority: 100 }]);
+    assert_eq!(
+        drain(&mut fresh),
+        vec![Action::SendAdvert { priority: 100 }]
+    );
 }
 
 #[test]
@@ -526,7 +529,11 @@ fn accept_mode_is_reported_to_the_shell() {
             Action::BecomeMaster { accept_mode, .. } => Some(accept_mode),
             _ => None,
         });
-        assert_eq!(reported, Some(expected), "priority {priority} accept {accept}");
+        assert_eq!(
+            reported,
+            Some(expected),
+            "priority {priority} accept {accept}"
+        );
         assert_eq!(v.accept_mode(), expected);
     }
 }

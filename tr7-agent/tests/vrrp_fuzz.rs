@@ -30,29 +30,17 @@ fn mode() -> impl Strategy<Value = ChecksumMode> {
 
 /// A valid advertisement with IP endpoints of its family.
 fn valid() -> impl Strategy<Value = (Advertisement, IpAddr, IpAddr)> {
-    let fam4 = (
-        prop::collection::vec(v4(), 1..=20),
-        v4(),
-        v4(),
-    );
-    let fam6 = (
-        prop::collection::vec(v6(), 1..=20),
-        v6(),
-        v6(),
-    );
-    (
-        1..=255u8,
-        any::<u8>(),
-        1..=4095u16,
-        prop_oneof![fam4, fam6],
-    )
-        .prop_map(|(vrid, prio, interval, (addrs, src, dst))| {
+    let fam4 = (prop::collection::vec(v4(), 1..=20), v4(), v4());
+    let fam6 = (prop::collection::vec(v6(), 1..=20), v6(), v6());
+    (1..=255u8, any::<u8>(), 1..=4095u16, prop_oneof![fam4, fam6]).prop_map(
+        |(vrid, prio, interval, (addrs, src, dst))| {
             (
                 Advertisement::new(vrid, prio, interval, addrs).unwrap(),
                 src,
                 dst,
             )
-        })
+        },
+    )
 }
 
 proptest! {
@@ -168,7 +156,11 @@ enum Event {
     Startup,
     Shutdown,
     Timeout,
-    Advert { from: u8, priority: u8, interval_cs: u16 },
+    Advert {
+        from: u8,
+        priority: u8,
+        interval_cs: u16,
+    },
     Fault(bool),
     Priority(u8),
 }

@@ -109,7 +109,9 @@ const FIELDS: &[&str] = &[
 /// tshark's dissection of every frame of `path`, one map of field to value per frame.
 fn dissect(path: &Path, prefs: &[&str]) -> Vec<Vec<(String, String)>> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(path).args(["-T", "fields", "-E", "separator=|"]);
+    cmd.arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-E", "separator=|"]);
     for p in prefs {
         cmd.args(["-o", p]);
     }
@@ -207,8 +209,16 @@ fn tshark_agrees_field_by_field_and_on_checksums() {
         let d = &default[i];
         assert_eq!(field(d, "vrrp.version"), "3", "frame {i}");
         assert_eq!(field(d, "vrrp.type"), "1", "frame {i}");
-        assert_eq!(field(d, "vrrp.virt_rtr_id"), adv.vrid().to_string(), "frame {i}");
-        assert_eq!(field(d, "vrrp.prio"), adv.priority().to_string(), "frame {i}");
+        assert_eq!(
+            field(d, "vrrp.virt_rtr_id"),
+            adv.vrid().to_string(),
+            "frame {i}"
+        );
+        assert_eq!(
+            field(d, "vrrp.prio"),
+            adv.priority().to_string(),
+            "frame {i}"
+        );
         assert_eq!(
             field(d, "vrrp.addr_count"),
             adv.addresses().len().to_string(),
@@ -220,7 +230,11 @@ fn tshark_agrees_field_by_field_and_on_checksums() {
             "frame {i}"
         );
         let sum = u16::from_be_bytes([payload[6], payload[7]]);
-        assert_eq!(field(d, "vrrp.checksum"), format!("0x{sum:04x}"), "frame {i}");
+        assert_eq!(
+            field(d, "vrrp.checksum"),
+            format!("0x{sum:04x}"),
+            "frame {i}"
+        );
         let addrs: Vec<String> = adv.addresses().iter().map(ToString::to_string).collect();
         let key = match adv.family() {
             Family::V4 => "vrrp.ip_addr",

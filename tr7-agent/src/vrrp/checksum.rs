@@ -113,7 +113,9 @@ mod tests {
     fn computed_checksum_verifies_in_its_own_mode_only() {
         // Proves compute/verify agree, and that an IPv4 pseudo-header checksum does not
         // pass as message-only (so the receiver can tell which one a peer uses).
-        let msg = [0x31, 0x01, 0x64, 0x01, 0x00, 0x64, 0x00, 0x00, 192, 0, 2, 10];
+        let msg = [
+            0x31, 0x01, 0x64, 0x01, 0x00, 0x64, 0x00, 0x00, 192, 0, 2, 10,
+        ];
         let src: IpAddr = "192.0.2.1".parse().unwrap();
         let dst: IpAddr = "224.0.0.18".parse().unwrap();
         for mode in [ChecksumMode::PseudoHeader, ChecksumMode::MessageOnly] {

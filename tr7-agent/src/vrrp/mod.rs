@@ -14,6 +14,6 @@ pub use packet::{
     virtual_mac,
 };
 pub use state::{
-    Action, AnnounceReason, Config, ConfigError, Counters, DropCounters, DropReason, Reason,
-    State, Vrrp,
+    Action, AnnounceReason, Config, ConfigError, Counters, DropCounters, DropReason, Reason, State,
+    Vrrp,
 };

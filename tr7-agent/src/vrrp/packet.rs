@@ -536,15 +536,21 @@ mod tests {
         assert_ne!(sum, msg_only);
         b[6..8].copy_from_slice(&msg_only.to_be_bytes());
         let err = Advertisement::decode(&b, ip("fe80::a"), ip("ff02::12")).unwrap_err();
-        assert!(matches!(err, DecodeError::BadChecksum { family: Family::V6, .. }));
+        assert!(matches!(
+            err,
+            DecodeError::BadChecksum {
+                family: Family::V6,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn pseudo_header_checksum_binds_the_destination() {
         // Proves a pseudo-header checksum computed for one destination fails for another
         // (the keepalived "old_unicast_checksum" trap) unless it also passes message-only.
-        let err = Advertisement::decode(&GOLDEN_V4_PSEUDO, ip("192.0.2.1"), ip("192.0.2.2"))
-            .unwrap_err();
+        let err =
+            Advertisement::decode(&GOLDEN_V4_PSEUDO, ip("192.0.2.1"), ip("192.0.2.2")).unwrap_err();
         assert_eq!(err.reason(), "bad_checksum");
         assert!(err.to_string().contains("0xdfba"), "{err}");
     }
@@ -643,7 +649,10 @@ mod tests {
     fn new_validates_fields() {
         // Proves Advertisement::new refuses what could not be encoded faithfully.
         let v4 = vec![ip("192.0.2.10")];
-        assert_eq!(Advertisement::new(0, 1, 100, v4.clone()), Err(AdvertError::VridZero));
+        assert_eq!(
+            Advertisement::new(0, 1, 100, v4.clone()),
+            Err(AdvertError::VridZero)
+        );
         assert_eq!(
             Advertisement::new(1, 1, 0, v4.clone()),
             Err(AdvertError::IntervalOutOfRange(0))
@@ -653,7 +662,10 @@ mod tests {
             Err(AdvertError::IntervalOutOfRange(4096))
         );
         assert!(Advertisement::new(1, 1, 4095, v4.clone()).is_ok());
-        assert_eq!(Advertisement::new(1, 1, 1, vec![]), Err(AdvertError::NoAddresses));
+        assert_eq!(
+            Advertisement::new(1, 1, 1, vec![]),
+            Err(AdvertError::NoAddresses)
+        );
         assert_eq!(
             Advertisement::new(1, 1, 1, vec![ip("192.0.2.1"), ip("2001:db8::1")]),
             Err(AdvertError::MixedFamilies {
@@ -681,7 +693,13 @@ mod tests {
         let err = v4_advert()
             .encode(ip("fe80::a"), ip("ff02::12"), ChecksumMode::PseudoHeader)
             .unwrap_err();
-        assert!(matches!(err, EncodeError::FamilyMismatch { family: Family::V4, .. }));
+        assert!(matches!(
+            err,
+            EncodeError::FamilyMismatch {
+                family: Family::V4,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -694,12 +712,23 @@ mod tests {
         assert_eq!(check_ip_header(255, 112, s4, u4), Ok(()));
         assert_eq!(check_ip_header(255, 112, s6, g6), Ok(()));
         assert_eq!(check_ip_header(255, 112, s6, ip("fe80::b")), Ok(()));
-        assert_eq!(check_ip_header(254, 112, s4, g4), Err(IpCheckError::BadTtl(254)));
-        assert_eq!(check_ip_header(64, 112, s6, g6), Err(IpCheckError::BadTtl(64)));
-        assert_eq!(check_ip_header(255, 17, s4, g4), Err(IpCheckError::WrongProtocol(17)));
+        assert_eq!(
+            check_ip_header(254, 112, s4, g4),
+            Err(IpCheckError::BadTtl(254))
+        );
+        assert_eq!(
+            check_ip_header(64, 112, s6, g6),
+            Err(IpCheckError::BadTtl(64))
+        );
+        assert_eq!(
+            check_ip_header(255, 17, s4, g4),
+            Err(IpCheckError::WrongProtocol(17))
+        );
         assert_eq!(
             check_ip_header(255, 112, ip("2001:db8::1"), g6),
-            Err(IpCheckError::Ipv6SourceNotLinkLocal("2001:db8::1".parse().unwrap()))
+            Err(IpCheckError::Ipv6SourceNotLinkLocal(
+                "2001:db8::1".parse().unwrap()
+            ))
         );
         assert_eq!(
             check_ip_header(255, 112, s4, ip("224.0.0.5")),

@@ -36,7 +36,10 @@ mod tests {
         // Proves RFC 9568 6.1's formulas: at the default 100 cs interval, priority 100
         // skews by 156 * 1 s / 256 = 609.375 ms, and waits 3.609375 s for a master.
         assert_eq!(skew_time(100, 100), Duration::from_micros(609_375));
-        assert_eq!(master_down_interval(100, 100), Duration::from_micros(3_609_375));
+        assert_eq!(
+            master_down_interval(100, 100),
+            Duration::from_micros(3_609_375)
+        );
         assert_eq!(skew_time(255, 100), Duration::from_micros(3_906));
         assert_eq!(skew_time(0, 100), Duration::from_secs(1));
         assert_eq!(
