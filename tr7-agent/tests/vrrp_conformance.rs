@@ -265,6 +265,24 @@ fn preempt_off_follows_lower_priority_master() {
 }
 
 #[test]
+fn owner_preempts_even_with_preempt_off() {
+    // RFC 9568 6.1 Preempt_Mode: "the router that owns the IPvX address(es) ... always
+    // preempts, independent of the setting of this flag". An owner that starts as
+    // backup (its signal had failed) and recovers discards a lower master's adverts.
+    let clock = Clock::new();
+    let mut cfg = config(255);
+    cfg.preempt = false;
+    let mut v = Vrrp::new(cfg, clock.at(0)).unwrap();
+    v.set_fault(clock.at(0), true);
+    v.handle_startup(clock.at(0));
+    assert_eq!(v.state(), State::Backup);
+    v.set_fault(clock.at(100), false);
+    v.handle_advert(clock.at(200), peer_low(), &advert(100, 100))
+        .unwrap();
+    assert_eq!(v.counters().lower_priority_discarded, 1);
+}
+
+#[test]
 fn preempt_on_discards_lower_priority_and_takes_over() {
     // RFC 9568 6.4.2: with Preempt_Mode true a backup discards adverts of lower
     // priority, so its Master_Down_Timer fires and it becomes master; RFC 9568 6.4.3:

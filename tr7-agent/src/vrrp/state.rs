@@ -34,7 +34,7 @@ pub struct Config {
     /// RFC 9568 6.1 Advertisement_Interval in centiseconds, 1-4095.
     pub advert_interval_cs: u16,
     /// RFC 9568 6.1 Preempt_Mode: a higher-priority backup takes over from a
-    /// lower-priority master.
+    /// lower-priority master. The address owner (priority 255) preempts regardless.
     pub preempt: bool,
     /// How long a backup keeps a lower-priority master before preempting it, counted
     /// from the first lower-priority advertisement it hears (keepalived's
@@ -585,7 +585,9 @@ impl Vrrp {
             return;
         }
         let lower = advert.priority() < local;
-        if lower && self.config.preempt && !self.faulted && !self.preempt_delay_running(now) {
+        // RFC 9568 6.1: the address owner always preempts, whatever Preempt_Mode says.
+        let preempt = self.config.preempt || self.config.priority == OWNER_PRIORITY;
+        if lower && preempt && !self.faulted && !self.preempt_delay_running(now) {
             // RFC 9568 6.4.2: Preempt_Mode and a lower priority: discard the advert, so
             // the Master_Down_Timer fires and we take over.
             self.counters.lower_priority_discarded += 1;
