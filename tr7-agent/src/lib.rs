@@ -6,3 +6,4 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod netns;
+pub mod vrrp;

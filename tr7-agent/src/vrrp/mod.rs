@@ -1,0 +1,19 @@
+//! VRRPv3 (RFC 9568): advertisements on the wire and the sans-IO state machine of one
+//! virtual router. No sockets, tasks or clocks live here; the agent's shell feeds
+//! received packets, timer expiries and tracked-signal changes in, and carries out the
+//! returned [`Action`]s. See docs/vrrp.md for the design and its reasons.
+
+pub mod checksum;
+pub mod packet;
+pub mod state;
+pub mod timers;
+
+pub use checksum::ChecksumMode;
+pub use packet::{
+    AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, check_ip_header,
+    virtual_mac,
+};
+pub use state::{
+    Action, AnnounceReason, Config, ConfigError, Counters, DropCounters, DropReason, Reason, State,
+    Vrrp,
+};
