@@ -672,7 +672,7 @@ impl<'f> Validator<'f> {
         let found: Vec<usize> = (0..self.file.interfaces.len())
             .filter(|&j| {
                 self.entry(j).name.value == want_name
-                    && self.ns[j].is_some()
+                    && self.entry(j).kind.value == InterfaceType::VethPeer
                     && want_ns.is_none_or(|ns| self.ns[j].as_deref() == Some(ns))
             })
             .collect();

@@ -97,6 +97,11 @@ fn clean_message(raw: &str) -> String {
         },
         None => s,
     };
+    // Some messages repeat the position at their end as well.
+    let s = match s.rfind(" at line ") {
+        Some(i) if s[i..].contains(", column ") => &s[..i],
+        _ => s,
+    };
     s.trim().to_owned()
 }
 
