@@ -84,7 +84,7 @@ impl HumanDuration {
             let scale = 10u128.pow(frac.len() as u32);
             let frac: u128 = frac.parse().map_err(|_| too_long())?;
             let scaled = frac * ms_per_unit;
-            if scaled % scale != 0 {
+            if !scaled.is_multiple_of(scale) {
                 return Err(DurationError::TooPrecise(input.to_owned()));
             }
             total += scaled / scale;
@@ -108,11 +108,11 @@ impl fmt::Display for HumanDuration {
         let ms = self.as_millis();
         if ms == 0 {
             f.write_str("0s")
-        } else if ms % 3_600_000 == 0 {
+        } else if ms.is_multiple_of(3_600_000) {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1_000 == 0 {
+        } else if ms.is_multiple_of(1_000) {
             write!(f, "{}s", ms / 1_000)
         } else {
             write!(f, "{ms}ms")

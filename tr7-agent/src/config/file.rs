@@ -108,6 +108,9 @@ impl<T: JsonSchema> JsonSchema for PerNode<T> {
     }
 }
 
+/// A list per node, each value with its position (`addresses`, `unicast`).
+pub type NodeLists<T> = Sp<PerNode<Sp<Vec<Sp<T>>>>>;
+
 /// The whole cluster file.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[schemars(title = "TR7 cluster file", deny_unknown_fields)]
@@ -174,7 +177,7 @@ pub struct InterfaceEntry {
     pub mac: Option<Sp<PerNode<Sp<Mac>>>>,
     /// Addresses per node in CIDR form, IPv4 and IPv6 together. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<Sp<PerNode<Sp<Vec<Sp<Cidr>>>>>>,
+    pub addresses: Option<NodeLists<Cidr>>,
     /// vlan: the parent interface (ethernet, bond, lacp, or an 802.1ad vlan).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<Sp<String>>,
@@ -297,7 +300,7 @@ pub struct VrrpEntry {
     /// other nodes' addresses of the same family. Default: each node's first address of each
     /// family on the interface.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unicast: Option<Sp<PerNode<Sp<Vec<Sp<IpAddr>>>>>>,
+    pub unicast: Option<NodeLists<IpAddr>>,
     /// Advertisement interval, 10ms-40.95s in steps of 10ms. Default 1s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advert_interval: Option<Sp<HumanDuration>>,

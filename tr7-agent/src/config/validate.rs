@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::addr::Cidr;
 use super::error::{Pos, Rule, Sink};
-use super::file::{ClusterFile, InterfaceEntry, PerNode, SlotEntry, Sp, VipEntry};
+use super::file::{ClusterFile, InterfaceEntry, NodeLists, SlotEntry, Sp, VipEntry};
 use super::model::{
     Checksum, Cluster, FailoverMethod, Family, GatewayCheck, GatewayChecks, HashPolicy, IfaceRef,
     Interface, InterfaceKind, InterfaceType, LacpRate, ProbeMethod, Slot, SlotName, UnicastSources,
@@ -368,8 +368,8 @@ impl<'f> Validator<'f> {
 
     fn check_address_uniqueness(&self, sink: &mut Sink) {
         // Key: namespace and address; link-local addresses are only unique per link.
-        let mut seen: HashMap<(Option<String>, Option<usize>, IpAddr), (String, Pos)> =
-            HashMap::new();
+        type Key = (Option<String>, Option<usize>, IpAddr);
+        let mut seen: HashMap<Key, (String, Pos)> = HashMap::new();
         for (i, e) in self.file.interfaces.iter().enumerate() {
             let Some(addrs) = &e.addresses else { continue };
             for (node, list) in &addrs.0 {
@@ -472,7 +472,7 @@ impl<'f> Validator<'f> {
                         "use 100ms (the default) or another interval above 0",
                     );
                 }
-                (e.members.is_some()).then(|| InterfaceKind::Bond {
+                e.members.is_some().then_some(InterfaceKind::Bond {
                     members,
                     primary,
                     mii_monitor_interval: mii,
@@ -499,7 +499,7 @@ impl<'f> Validator<'f> {
                         u16::try_from(m.value).unwrap_or(1)
                     }
                 };
-                (e.members.is_some()).then(|| InterfaceKind::Lacp {
+                e.members.is_some().then_some(InterfaceKind::Lacp {
                     members,
                     lacp_rate: e.lacp_rate.as_ref().map_or(LacpRate::Fast, |r| r.value),
                     transmit_hash_policy: e
@@ -1204,7 +1204,7 @@ impl<'f> Validator<'f> {
     fn unicast(
         &self,
         i: usize,
-        given: Option<&Sp<PerNode<Sp<Vec<Sp<IpAddr>>>>>>,
+        given: Option<&NodeLists<IpAddr>>,
         vrrp_path: &str,
         sink: &mut Sink,
     ) -> BTreeMap<String, UnicastSources> {
