@@ -18,6 +18,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a cluster file: every error at once with its place and a hint, or a summary.
+    Validate(tr7::config::cli::ValidateArgs),
+    /// Print the JSON Schema of the cluster file, for editors.
+    Schema(tr7::config::cli::SchemaArgs),
     /// Drive the XDP/TC data plane by hand.
     Dataplane(cli::dataplane::DataplaneArgs),
 }
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Validate(args) => tr7::config::cli::run_validate(args),
+        Command::Schema(args) => tr7::config::cli::run_schema(args),
         Command::Dataplane(args) => cli::dataplane::run(args),
     };
     match result {
