@@ -58,11 +58,7 @@ pub fn parse(pkt: &impl Bytes, frame: &mut Frame) -> Result<(), Truncated> {
             ipv6::parse(pkt, off, frame)?;
             frame.l3 = L3::Ipv6;
         }
-        ETH_P_ARP => {
-            if arp::parse(pkt, off, frame)? {
-                frame.l3 = L3::Arp;
-            }
-        }
+        ETH_P_ARP if arp::parse(pkt, off, frame)? => frame.l3 = L3::Arp,
         _ => {}
     }
     Ok(())

@@ -91,7 +91,7 @@ fn fill(t: &mut TestDataplane, n: usize) {
     let v4_blocks = [[192u8, 0, 2], [198, 51, 100], [203, 0, 113]];
     let mut i = 0usize;
     while (index as usize) < n {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let block = v4_blocks[(i / 2) % 3];
             let host = ((i / 6) % 256) as u8;
             let vlan = 1000 + (i / (6 * 256)) as u16;
