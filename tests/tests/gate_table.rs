@@ -368,3 +368,58 @@ fn non_ip_and_vlans_without_vips_pass_untouched() {
         1
     );
 }
+
+#[test]
+fn vip_table_survives_churn() {
+    // Thousands of VIPs added, some removed (leaving tombstones in probe runs), some re-added
+    // with flipped ownership: every one is still found by the gate with its current state,
+    // and removed ones are no VIPs any more.
+    let mut t = TestDataplane::load("churn");
+    let place = VipScope::untagged(TEST_SCOPE);
+    let addr = |i: u32| -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, (i >> 16) as u16, i as u16)
+    };
+    let n = 6_000u32;
+    for i in 0..n {
+        t.maps.set_vip(place, addr(i).into(), i % 2 == 0).unwrap();
+    }
+    for i in (0..n).step_by(3) {
+        t.maps.remove_vip(place, addr(i).into()).unwrap();
+    }
+    for i in (0..n).step_by(9) {
+        t.maps.set_vip(place, addr(i).into(), i % 2 == 1).unwrap();
+    }
+    let mut checked = 0;
+    for i in (0..n).step_by(7) {
+        let f = Frame::eth().ipv6(CLIENT6, addr(i), 17).udp(1, 2, b"x");
+        let before = t.counters();
+        let verdict = t.run_gate(f.bytes());
+        let after = t.counters();
+        let (want_verdict, want_reason) = if i % 9 == 0 {
+            // re-added with the opposite ownership
+            if i % 2 == 1 {
+                (XDP_PASS, Reason::PassedOwned)
+            } else {
+                (XDP_DROP, Reason::DroppedNotOwned)
+            }
+        } else if i % 3 == 0 {
+            (XDP_PASS, Reason::PassedNotVip)
+        } else if i % 2 == 0 {
+            (XDP_PASS, Reason::PassedOwned)
+        } else {
+            (XDP_DROP, Reason::DroppedNotOwned)
+        };
+        assert_eq!(verdict, want_verdict, "VIP #{i} {}", addr(i));
+        assert_eq!(
+            after.get(want_reason) - before.get(want_reason),
+            1,
+            "VIP #{i}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 800);
+    assert_eq!(
+        t.maps.vips().unwrap().len(),
+        (n - n.div_ceil(3) + n.div_ceil(9)) as usize
+    );
+}

@@ -13,7 +13,11 @@ pub mod program {
 
 /// Names of the maps in the eBPF object. They are pinned by these names.
 pub mod map {
-    /// [`crate::VipKey`] → [`crate::VipState`]: the VIPs and whether this node owns each.
+    /// Array of [`crate::VipSlot`]: the open-addressing VIP table the programs look VIPs up
+    /// in (see [`crate::vip_hash`]).
+    pub const VIP_TABLE: &str = "TR7_VIP_TABLE";
+    /// [`crate::VipKey`] → [`crate::VipState`]: the directory of VIPs, for user space
+    /// (listing, counter indexes). The programs never read it.
     pub const VIPS: &str = "TR7_VIPS";
     /// Index 0 → [`crate::Fence`]: the agent's heartbeat and the fence interval.
     pub const FENCE: &str = "TR7_FENCE";
@@ -36,8 +40,21 @@ pub mod global {
     pub const SLOT: &str = "TR7_SLOT";
 }
 
-/// Capacity of the VIP map and of the per-VIP counter array.
+/// Capacity of the VIP directory and of the per-VIP counter array.
 pub const MAX_VIPS: u32 = 131_072;
+/// Slots of the VIP table: a power of two, four times [`MAX_VIPS`], so the table is at most
+/// a quarter full and linear-probe runs stay short (20 MiB at 40 bytes a slot).
+pub const VIP_TABLE_SIZE: u32 = 524_288;
+/// A VIP sits at most this many slots after its home slot ([`vip_hash`] modulo the size);
+/// lookups stop there, and an insert that finds no free slot within it fails. At a quarter
+/// load a run this long is vanishingly rare; lookups usually end after one or two slots.
+pub const VIP_TABLE_PROBES: u32 = 32;
+/// [`VipSlot::flags`]: never used. A lookup stops here.
+pub const SLOT_EMPTY: u32 = 0;
+/// [`VipSlot::flags`]: holds a VIP.
+pub const SLOT_USED: u32 = 1;
+/// [`VipSlot::flags`]: held a VIP that was removed. A lookup probes on; an insert may reuse it.
+pub const SLOT_TOMBSTONE: u32 = 2;
 /// Capacity of the per-attachment counters and of the attachment table.
 pub const MAX_ATTACHMENTS: u32 = 1_024;
 
@@ -83,6 +100,50 @@ pub struct VipState {
     pub owned: u32,
     /// Index into the per-VIP counter array; below [`MAX_VIPS`].
     pub index: u32,
+}
+
+/// One slot of the VIP table.
+///
+/// The table lives in an array map because array lookups are inlined by the verifier: a
+/// hash map lookup is a chain of kernel function calls, and with return-thunk mitigations
+/// (AMD SRSO, retbleed) each return costs more than the rest of the gate together
+/// (docs/performance.md).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipSlot {
+    pub key: VipKey,
+    pub state: VipState,
+    /// [`SLOT_EMPTY`], [`SLOT_USED`] or [`SLOT_TOMBSTONE`].
+    pub flags: u32,
+}
+
+/// The home slot of a key, before masking with `VIP_TABLE_SIZE - 1`. Kernel and user space
+/// must agree bit for bit: both call this. FNV-1a over the key's 32-bit words, then
+/// murmur3's finaliser so that nearby addresses spread over the whole table.
+#[inline(always)]
+pub const fn vip_hash(key: &VipKey) -> u32 {
+    let a = &key.addr;
+    let words = [
+        key.scope,
+        key.outer_vlan as u32 | (key.inner_vlan as u32) << 16,
+        key.family as u32,
+        u32::from_le_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_le_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_le_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_le_bytes([a[12], a[13], a[14], a[15]]),
+    ];
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < words.len() {
+        h = (h ^ words[i]).wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
 }
 
 /// The liveness fence: when `now - heartbeat_ns > interval_ns`, every VIP counts as not
@@ -208,6 +269,8 @@ const _: () = {
     assert!(core::mem::size_of::<VipKey>() == 28);
     assert!(core::mem::size_of::<Attachment>() == 8);
     assert!(core::mem::size_of::<VipState>() == 8);
+    assert!(core::mem::size_of::<VipSlot>() == 40);
+    assert!(VIP_TABLE_SIZE.is_power_of_two() && VIP_TABLE_SIZE >= 4 * MAX_VIPS);
     assert!(core::mem::size_of::<Fence>() == 16);
     assert!(core::mem::size_of::<IfaceKey>() == 8);
     assert!(core::mem::size_of::<IfaceCounters>() == 8 * REASONS);
@@ -226,6 +289,8 @@ mod pod {
     unsafe impl aya::Pod for Attachment {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VipState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VipSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Fence {}
     // SAFETY: as above.

@@ -8,10 +8,15 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use tr7_common::{
-    Attachment, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS, MAX_VIPS, VipCounters, VipKey,
-    VipState,
+    Attachment, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS, MAX_VIPS, VIP_TABLE_SIZE,
+    VipCounters, VipKey, VipSlot, VipState,
 };
 
+/// The VIP table the programs look VIPs up in (open addressing, see `tr7_common::vip_hash`).
+#[map]
+pub static TR7_VIP_TABLE: Array<VipSlot> = Array::pinned(VIP_TABLE_SIZE, 0);
+
+/// The VIP directory; user space only.
 #[map]
 pub static TR7_VIPS: HashMap<VipKey, VipState> = HashMap::pinned(MAX_VIPS, 0);
 

@@ -2,9 +2,12 @@
 //! and the counters every verdict increments.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use tr7_common::{FAMILY_IPV4, FAMILY_IPV6, Reason, VipKey, VipState};
+use tr7_common::{
+    FAMILY_IPV4, FAMILY_IPV6, Reason, SLOT_EMPTY, SLOT_USED, VIP_TABLE_PROBES, VIP_TABLE_SIZE,
+    VipKey, VipState, vip_hash,
+};
 
-use crate::maps::{TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIPS};
+use crate::maps::{TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIP_TABLE};
 
 /// The VLAN tags a frame was seen with, outermost first (0 where absent).
 #[derive(Clone, Copy)]
@@ -42,10 +45,42 @@ pub fn v6_key(tags: Tags, addr: [u8; 16]) -> VipKey {
     }
 }
 
+/// Looks `key` up in the VIP table: its home slot and up to `VIP_TABLE_PROBES - 1` after
+/// it, stopping at an empty slot. Array lookups are inlined, so this makes no call.
 #[inline(always)]
 pub fn vip(key: &VipKey) -> Option<VipState> {
-    // SAFETY: the value is copied out at once; a concurrent update yields either version.
-    unsafe { TR7_VIPS.get(key) }.copied()
+    let home = vip_hash(key);
+    for i in 0..VIP_TABLE_PROBES {
+        let slot = TR7_VIP_TABLE.get(home.wrapping_add(i) & (VIP_TABLE_SIZE - 1))?;
+        if slot.flags == SLOT_EMPTY {
+            return None;
+        }
+        if slot.flags == SLOT_USED && same_key(&slot.key, key) {
+            return Some(slot.state);
+        }
+    }
+    None
+}
+
+/// Field by field, without `PartialEq` (which may become a `bcmp` call BPF does not have).
+#[inline(always)]
+fn same_key(a: &VipKey, b: &VipKey) -> bool {
+    if a.scope != b.scope
+        || a.outer_vlan != b.outer_vlan
+        || a.inner_vlan != b.inner_vlan
+        || a.family != b.family
+    {
+        return false;
+    }
+    // Four 32-bit compares: the address sits 4-byte aligned in both (VipKey is repr(C)
+    // with a u32 first), and byte compares cost four times the loads and branches.
+    let word = |k: &VipKey, i: usize| {
+        u32::from_ne_bytes([k.addr[i], k.addr[i + 1], k.addr[i + 2], k.addr[i + 3]])
+    };
+    word(a, 0) == word(b, 0)
+        && word(a, 4) == word(b, 4)
+        && word(a, 8) == word(b, 8)
+        && word(a, 12) == word(b, 12)
 }
 
 /// Whether the agent's heartbeat is older than the fence (a fence of 0 never fires).

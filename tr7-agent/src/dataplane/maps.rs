@@ -10,7 +10,9 @@ use std::{
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
 use tr7_common::{
     Attachment, FAMILY_IPV4, FAMILY_IPV6, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS,
-    MAX_VIPS, REASONS, Reason, VLAN_8021AD, VLAN_VID_MASK, VipCounters, VipKey, VipState, map,
+    MAX_VIPS, REASONS, Reason, SLOT_EMPTY, SLOT_TOMBSTONE, SLOT_USED, VIP_TABLE_PROBES,
+    VIP_TABLE_SIZE, VLAN_8021AD, VLAN_VID_MASK, VipCounters, VipKey, VipSlot, VipState, map,
+    vip_hash,
 };
 
 use super::DataplaneError;
@@ -100,11 +102,21 @@ pub fn key_addr(key: &VipKey) -> IpAddr {
 
 /// Handles on every map of the data plane, opened from their pins.
 pub struct Maps {
+    pub table: Array<MapData, VipSlot>,
     pub vips: HashMap<MapData, VipKey, VipState>,
     pub fence: Array<MapData, Fence>,
     pub iface_stats: PerCpuArray<MapData, IfaceCounters>,
     pub vip_stats: PerCpuArray<MapData, VipCounters>,
     pub attachments: HashMap<MapData, IfaceKey, Attachment>,
+    /// Counter indexes known free, once [`Self::free_index`] has read the directory.
+    free: Option<FreeIndexes>,
+}
+
+struct FreeIndexes {
+    /// Free indexes below `next`.
+    free: BTreeSet<u32>,
+    /// Every index from here on is free.
+    next: u32,
 }
 
 fn open(dir: &Path, name: &'static str) -> Result<Map, DataplaneError> {
@@ -157,11 +169,13 @@ impl Maps {
     /// Opens the maps pinned under `pin_dir` (see [`super::PinLayout`]).
     pub fn open(pin_dir: &Path) -> Result<Self, DataplaneError> {
         Ok(Self {
+            table: typed(pin_dir, map::VIP_TABLE)?,
             vips: typed(pin_dir, map::VIPS)?,
             fence: typed(pin_dir, map::FENCE)?,
             iface_stats: typed(pin_dir, map::IFACE_STATS)?,
             vip_stats: typed(pin_dir, map::VIP_STATS)?,
             attachments: typed(pin_dir, map::ATTACHMENTS)?,
+            free: None,
         })
     }
 
@@ -242,10 +256,95 @@ impl Maps {
             owned: u32::from(owned),
             index,
         };
+        self.put(key, state)?;
+        Ok(state)
+    }
+
+    /// Writes a VIP to the table the programs read, then to the directory.
+    fn put(&mut self, key: VipKey, state: VipState) -> Result<(), DataplaneError> {
+        self.table_put(key, state)?;
         self.vips
             .insert(key, state, 0)
-            .map_err(|source| DataplaneError::map_write(map::VIPS, source))?;
-        Ok(state)
+            .map_err(|source| DataplaneError::map_write(map::VIPS, source))
+    }
+
+    fn slot(&self, index: u32) -> Result<VipSlot, DataplaneError> {
+        self.table
+            .get(&index, 0)
+            .map_err(|source| DataplaneError::map_read(map::VIP_TABLE, source))
+    }
+
+    fn write_slot(&mut self, index: u32, slot: VipSlot) -> Result<(), DataplaneError> {
+        self.table
+            .set(index, slot, 0)
+            .map_err(|source| DataplaneError::map_write(map::VIP_TABLE, source))
+    }
+
+    /// Where `key` is in the table (`Ok(index)`), or else the first reusable slot of its probe
+    /// run (`Err(Some(index))`), or `Err(None)` when the run has no room.
+    fn probe(&self, key: &VipKey) -> Result<Result<u32, Option<u32>>, DataplaneError> {
+        let home = vip_hash(key);
+        let mut free = None;
+        for i in 0..VIP_TABLE_PROBES {
+            let index = home.wrapping_add(i) & (VIP_TABLE_SIZE - 1);
+            let slot = self.slot(index)?;
+            match slot.flags {
+                SLOT_USED if slot.key == *key => return Ok(Ok(index)),
+                SLOT_EMPTY => return Ok(Err(free.or(Some(index)))),
+                SLOT_TOMBSTONE => free = free.or(Some(index)),
+                _ => {}
+            }
+        }
+        Ok(Err(free))
+    }
+
+    /// Programs read slots while this writes them, and a slot write is a memcpy, not atomic.
+    /// So every write leaves the readers a consistent view: an ownership change rewrites
+    /// only `state` of a used slot; an insert first fills key and state under the slot's old
+    /// (not used) flag, which readers skip or stop at, and only then marks it used.
+    fn table_put(&mut self, key: VipKey, state: VipState) -> Result<(), DataplaneError> {
+        match self.probe(&key)? {
+            Ok(index) => self.write_slot(
+                index,
+                VipSlot {
+                    key,
+                    state,
+                    flags: SLOT_USED,
+                },
+            ),
+            Err(Some(index)) => {
+                let old = self.slot(index)?.flags;
+                self.write_slot(
+                    index,
+                    VipSlot {
+                        key,
+                        state,
+                        flags: old,
+                    },
+                )?;
+                self.write_slot(
+                    index,
+                    VipSlot {
+                        key,
+                        state,
+                        flags: SLOT_USED,
+                    },
+                )
+            }
+            Err(None) => Err(DataplaneError::TableCrowded {
+                probes: VIP_TABLE_PROBES,
+            }),
+        }
+    }
+
+    /// Turns the key's slot into a tombstone, key and state untouched (see [`Self::table_put`]).
+    fn table_remove(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        if let Ok(index) = self.probe(key)? {
+            let mut slot = self.slot(index)?;
+            slot.flags = SLOT_TOMBSTONE;
+            self.write_slot(index, slot)?;
+        }
+        Ok(())
     }
 
     /// Writes a VIP with a caller-chosen counter index (bulk loads that number VIPs
@@ -263,39 +362,62 @@ impl Maps {
                 max: MAX_VIPS,
             });
         }
+        if let Some(f) = self.free.as_mut() {
+            f.free.remove(&index);
+            if index >= f.next {
+                f.free.extend(f.next..index);
+                f.next = index + 1;
+            }
+        }
         let state = VipState {
             owned: u32::from(owned),
             index,
         };
-        self.vips
-            .insert(vip_key(place, addr), state, 0)
-            .map_err(|source| DataplaneError::map_write(map::VIPS, source))
+        self.put(vip_key(place, addr), state)
     }
 
     pub fn remove_vip(&mut self, place: VipScope, addr: IpAddr) -> Result<(), DataplaneError> {
-        ignore_missing(self.vips.remove(&vip_key(place, addr)))
+        let key = vip_key(place, addr);
+        if let (Ok(state), Some(f)) = (self.vips.get(&key, 0), self.free.as_mut()) {
+            f.free.insert(state.index);
+        }
+        self.table_remove(&key)?;
+        ignore_missing(self.vips.remove(&key))
             .map_err(|source| DataplaneError::map_write(map::VIPS, source))
     }
 
-    fn free_index(&self) -> Result<u32, DataplaneError> {
-        let used: BTreeSet<u32> = self
-            .vips
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(_, state)| state.index)
-            .collect();
-        (0..MAX_VIPS)
-            .find(|i| !used.contains(i))
-            .ok_or(DataplaneError::Full {
+    /// The lowest VIP counter index no VIP uses. The first call reads the directory; later
+    /// ones use what this handle remembers, so bulk inserts stay linear.
+    fn free_index(&mut self) -> Result<u32, DataplaneError> {
+        if self.free.is_none() {
+            let used: BTreeSet<u32> = self
+                .vips
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(_, state)| state.index)
+                .collect();
+            let next = used.last().map_or(0, |m| m + 1);
+            let free = (0..next).filter(|i| !used.contains(i)).collect();
+            self.free = Some(FreeIndexes { free, next });
+        }
+        let Some(f) = self.free.as_mut() else {
+            unreachable!("filled above");
+        };
+        if let Some(index) = f.free.pop_first() {
+            return Ok(index);
+        }
+        if f.next >= MAX_VIPS {
+            return Err(DataplaneError::Full {
                 what: "VIP map",
                 max: MAX_VIPS,
-            })
+            });
+        }
+        f.next += 1;
+        Ok(f.next - 1)
     }
 
     fn zero_vip_counters(&mut self, index: u32) -> Result<(), DataplaneError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
-        let zero = PerCpuValues::try_from(vec![VipCounters::default(); cpus])
-            .map_err(DataplaneError::Cpus)?;
+        let zero = per_cpu_zero::<VipCounters>()?;
         self.vip_stats
             .set(index, zero, 0)
             .map_err(|source| DataplaneError::map_write(map::VIP_STATS, source))

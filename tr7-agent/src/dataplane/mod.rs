@@ -67,6 +67,10 @@ pub enum DataplaneError {
     },
     #[error("{what} is full ({max} entries)")]
     Full { what: &'static str, max: u32 },
+    #[error(
+        "the VIP table has no free slot within {probes} slots of this VIP's home slot; remove unused VIPs (the table is sized for 4x the VIP limit, so this means unusual clustering)"
+    )]
+    TableCrowded { probes: u32 },
     #[error("cannot count CPUs: {0}")]
     Cpus(#[source] std::io::Error),
     #[error("{path}: {source}")]
