@@ -68,6 +68,20 @@ impl Lab {
         }
     }
 
+    /// Waits (at most 5 s) until no IPv6 address of `dev` in `ns` is tentative: a fresh
+    /// link's link-local address is for about a second (DAD), and IPv6 exchanges fail
+    /// until then.
+    pub fn wait_ipv6_ready(&self, ns: &str, dev: &str) {
+        for _ in 0..50 {
+            let out = self.exec(ns, &["ip", "-6", "addr", "show", "dev", dev, "tentative"]);
+            if out.stdout.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("IPv6 on {dev} in {ns} still tentative after 5 s");
+    }
+
     /// Runs a command inside namespace `ns`; returns its output without judging it.
     pub fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
         Command::new("ip")

@@ -48,6 +48,8 @@ fn setup(tag: &str, mode: XdpAttachMode) -> Setup {
     for vip in [OWNED6, NOT_OWNED6] {
         lab.addr(&node, "vb", &format!("{vip}/128"));
     }
+    lab.wait_ipv6_ready(&client, "va");
+    lab.wait_ipv6_ready(&node, "vb");
     let pins = PinDir::new(tag);
     let att = attach(&pins.path, "vb", Some(&node), SCOPE, mode).unwrap();
     assert_eq!(

@@ -9,6 +9,8 @@ use crate::{run, setup};
 enum Bench {
     /// ns per frame of the gate vs an empty XDP program, at 1, 1,000 and 100,000 VIPs.
     Dataplane,
+    /// Validating a 4,000-VLAN cluster file vs only reading it.
+    Config,
 }
 
 #[derive(Args)]
@@ -27,6 +29,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     setup::ensure()?;
     let name = match args.bench {
         Bench::Dataplane => "dataplane",
+        Bench::Config => "config",
     };
     run::status(run::cargo().args([
         "run",

@@ -52,6 +52,20 @@ impl Lab {
             }
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
+        // A fresh link's IPv6 link-local address is tentative for about a second (DAD), and
+        // the first IPv6 exchange fails until it is not: wait for that, bounded.
+        for _ in 0..50 {
+            let tentative = [(CLIENT, "va"), (NODE, "vb")].iter().any(|(ns, dev)| {
+                Command::new("ip")
+                    .args(["-n", ns, "-6", "addr", "show", "dev", dev, "tentative"])
+                    .output()
+                    .is_ok_and(|o| !o.stdout.is_empty())
+            });
+            if !tentative {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         Ok(lab)
     }
 
@@ -111,10 +125,9 @@ pub fn run() -> anyhow::Result<()> {
     );
 
     println!("\n1. attach the gate (XDP ingress) and guard (TC egress) to the node's vb");
-    tr7(&bin, &["attach", "--iface", "vb", "--netns", NODE])?;
     tr7(
         &bin,
-        &["segment", "--iface", "vb", "--netns", NODE, "--id", "1"],
+        &["attach", "--iface", "vb", "--netns", NODE, "--scope", "1"],
     )?;
     println!(
         "\n2. this node owns 192.0.2.10 and 2001:db8::10; 192.0.2.11 and 2001:db8::11 belong to a peer"

@@ -12,7 +12,14 @@ use crate::run;
 const BPF_LINKER: &str = "0.10.4";
 
 /// Debian packages the tests and the demo use.
-pub const PACKAGES: &[&str] = &["iproute2", "iputils-ping", "iputils-arping", "procps"];
+pub const PACKAGES: &[&str] = &[
+    "iproute2",
+    "iputils-ping",
+    "iputils-arping",
+    "procps",
+    // Dissects the VRRP packets of tr7::vrrp in its golden-byte test.
+    "tshark",
+];
 
 /// `cargo xtask setup`: every step, reporting each.
 pub fn run() -> anyhow::Result<()> {

@@ -55,7 +55,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((what, rest)) = args.split_first() else {
-        eprintln!("usage: tr7-bench dataplane [--repeat N] [--rounds N]");
+        eprintln!("usage: tr7-bench dataplane|config [--repeat N] [--rounds N]");
         return ExitCode::FAILURE;
     };
     let opts = match parse_opts(rest) {
@@ -67,8 +67,9 @@ fn main() -> ExitCode {
     };
     match what.as_str() {
         "dataplane" => dataplane(&opts),
+        "config" => config(&opts),
         other => {
-            eprintln!("tr7-bench: unknown benchmark `{other}` (known: dataplane)");
+            eprintln!("tr7-bench: unknown benchmark `{other}` (known: dataplane, config)");
             return ExitCode::FAILURE;
         }
     }
@@ -189,4 +190,40 @@ fn dataplane(opts: &Opts) {
         }
     }
     println!("worst ratio at 100,000 VIPs: {worst_at_max:.2}x (target: at most 1.50x)");
+}
+
+/// Validating the 4,000-VLAN trunk file beside only reading it (YAML and typed reading,
+/// no semantic rules), interleaved round by round: the ratio is what validation adds.
+fn config(opts: &Opts) {
+    let vlans = 4_000;
+    let text = tr7::config::bench_input(vlans);
+    let mut read_ms = Vec::new();
+    let mut validate_ms = Vec::new();
+    for _ in 0..opts.rounds {
+        let start = std::time::Instant::now();
+        tr7::config::parse_file(&text, "trunk.yaml").expect("the trunk file reads");
+        read_ms.push(start.elapsed().as_micros() as u64);
+        let start = std::time::Instant::now();
+        let cluster = tr7::config::parse(&text, "trunk.yaml").expect("the trunk file is valid");
+        validate_ms.push(start.elapsed().as_micros() as u64);
+        assert_eq!(cluster.interfaces.len(), vlans + 3);
+    }
+    let (r, v) = (median(read_ms), median(validate_ms));
+    println!(
+        "cluster file with {vlans} VLANs ({} KiB), {} rounds (median)",
+        text.len() / 1024,
+        opts.rounds
+    );
+    println!(
+        "  read only (YAML + typed reading): {:>8.1} ms",
+        r as f64 / 1000.0
+    );
+    println!(
+        "  read and validate (tr7 validate): {:>8.1} ms",
+        v as f64 / 1000.0
+    );
+    println!(
+        "  validation ratio: {:.2}x of reading",
+        v as f64 / r.max(1) as f64
+    );
 }
