@@ -2,7 +2,7 @@
 
 use crate::{
     cursor::{Bytes, Truncated},
-    frame::Frame,
+    frame::{Frame, Side},
 };
 
 const ARP_LEN: usize = 28;
@@ -11,7 +11,12 @@ const ARP_LEN: usize = 28;
 /// target protocol address (who is asked for). `Ok(false)` for ARP that is not
 /// Ethernet/IPv4 (other hardware or protocol types).
 #[inline(always)]
-pub fn parse(pkt: &impl Bytes, offset: usize, frame: &mut Frame) -> Result<bool, Truncated> {
+pub fn parse(
+    pkt: &impl Bytes,
+    offset: usize,
+    side: Side,
+    frame: &mut Frame,
+) -> Result<bool, Truncated> {
     // The whole fixed-size header must be there, even the parts we do not read.
     let [_last] = pkt.read::<[u8; 1]>(offset + ARP_LEN - 1)?;
     let [htype_hi, htype_lo, ptype_hi, ptype_lo, hlen, plen] = pkt.read::<[u8; 6]>(offset)?;
@@ -22,9 +27,9 @@ pub fn parse(pkt: &impl Bytes, offset: usize, frame: &mut Frame) -> Result<bool,
     {
         return Ok(false);
     }
-    let spa: [u8; 4] = pkt.read(offset + 14)?;
-    let tpa: [u8; 4] = pkt.read(offset + 24)?;
-    frame.src[..4].copy_from_slice(&spa);
-    frame.dst[..4].copy_from_slice(&tpa);
+    match side {
+        Side::Ingress => frame.dst[0] = pkt.word_at(offset + 24)?,
+        Side::Egress => frame.src[0] = pkt.word_at(offset + 14)?,
+    }
     Ok(true)
 }

@@ -19,6 +19,23 @@ pub trait Bytes {
     /// Frame length in bytes.
     fn len(&self) -> usize;
 
+    /// Four bytes at `offset` as one word in memory order (`u32::from_ne_bytes`).
+    #[inline(always)]
+    fn word_at(&self, offset: usize) -> Result<u32, Truncated> {
+        self.read::<[u8; 4]>(offset).map(u32::from_ne_bytes)
+    }
+
+    /// A 16-byte address at `offset` as four words.
+    #[inline(always)]
+    fn addr16_at(&self, offset: usize) -> Result<[u32; 4], Truncated> {
+        Ok([
+            self.word_at(offset)?,
+            self.word_at(offset + 4)?,
+            self.word_at(offset + 8)?,
+            self.word_at(offset + 12)?,
+        ])
+    }
+
     /// A big-endian (network order) `u16` at `offset`.
     #[inline(always)]
     fn be16_at(&self, offset: usize) -> Result<u16, Truncated> {

@@ -36,29 +36,40 @@ pub struct Frame {
     /// VLAN keys as carried in the frame, outermost first; 0 where absent.
     pub tags: [u16; eth::MAX_TAGS],
     pub l3: L3,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    /// Addresses as words of network-order bytes (`tr7_common::VipKey::addr`'s form), so
+    /// keys are built, hashed and compared a word at a time.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
     pub nd: NdKind,
-    pub nd_target: [u8; 16],
+    pub nd_target: [u32; 4],
+}
+
+/// Which addresses a program decides on: ingress looks at destinations (and ARP/NS targets),
+/// egress at sources (and NA targets). Parsing only those saves the other 16-byte reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Ingress,
+    Egress,
 }
 
 /// `Err(Truncated)` when a header ends before the frame does, and for headers whose fields
 /// contradict themselves (an IPv4 version nibble of 5): both are "malformed" to the callers.
+/// Only the addresses `side` needs are read; the others stay zero.
 #[inline(always)]
-pub fn parse(pkt: &impl Bytes, frame: &mut Frame) -> Result<(), Truncated> {
+pub fn parse(pkt: &impl Bytes, side: Side, frame: &mut Frame) -> Result<(), Truncated> {
     let l2 = eth::parse(pkt)?;
     frame.tags = l2.tags;
     let off = l2.l3_offset;
     match l2.ethertype {
         ETH_P_IP => {
-            ipv4::parse(pkt, off, frame)?;
+            ipv4::parse(pkt, off, side, frame)?;
             frame.l3 = L3::Ipv4;
         }
         ETH_P_IPV6 => {
-            ipv6::parse(pkt, off, frame)?;
+            ipv6::parse(pkt, off, side, frame)?;
             frame.l3 = L3::Ipv6;
         }
-        ETH_P_ARP if arp::parse(pkt, off, frame)? => frame.l3 = L3::Arp,
+        ETH_P_ARP if arp::parse(pkt, off, side, frame)? => frame.l3 = L3::Arp,
         _ => {}
     }
     Ok(())
@@ -70,10 +81,10 @@ impl Frame {
         Self {
             tags: [0; eth::MAX_TAGS],
             l3: L3::Other,
-            src: [0; 16],
-            dst: [0; 16],
+            src: [0; 4],
+            dst: [0; 4],
             nd: NdKind::None,
-            nd_target: [0; 16],
+            nd_target: [0; 4],
         }
     }
 }

@@ -2,21 +2,28 @@
 
 use crate::{
     cursor::{Bytes, Truncated},
-    frame::Frame,
+    frame::{Frame, Side},
 };
 
 /// Fills `frame.src`/`frame.dst`; a header that is not plausibly IPv4 (version, IHL, total
 /// length) counts as malformed.
 #[inline(always)]
-pub fn parse(pkt: &impl Bytes, offset: usize, frame: &mut Frame) -> Result<(), Truncated> {
+pub fn parse(
+    pkt: &impl Bytes,
+    offset: usize,
+    side: Side,
+    frame: &mut Frame,
+) -> Result<(), Truncated> {
     let [ver_ihl, _tos, len_hi, len_lo] = pkt.read::<[u8; 4]>(offset)?;
     let ihl = usize::from(ver_ihl & 0x0f);
     if ver_ihl >> 4 != 4 || ihl < 5 || usize::from(u16::from_be_bytes([len_hi, len_lo])) < ihl * 4 {
         return Err(Truncated);
     }
-    let src: [u8; 4] = pkt.read(offset + 12)?;
-    let dst: [u8; 4] = pkt.read(offset + 16)?;
-    frame.src[..4].copy_from_slice(&src);
-    frame.dst[..4].copy_from_slice(&dst);
+    // The whole 20-byte header must be there, whichever address this side reads.
+    let [_last] = pkt.read::<[u8; 1]>(offset + 19)?;
+    match side {
+        Side::Ingress => frame.dst[0] = pkt.word_at(offset + 16)?,
+        Side::Egress => frame.src[0] = pkt.word_at(offset + 12)?,
+    }
     Ok(())
 }

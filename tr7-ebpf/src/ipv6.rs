@@ -3,7 +3,7 @@
 
 use crate::{
     cursor::{Bytes, Truncated},
-    frame::{Frame, NdKind},
+    frame::{Frame, NdKind, Side},
 };
 
 const IPV6_HLEN: usize = 40;
@@ -21,13 +21,22 @@ const MAX_EXT_HEADERS: usize = 6;
 /// Fills the addresses and the neighbour discovery fields of `frame`; a version other than
 /// 6 counts as malformed.
 #[inline(always)]
-pub fn parse(pkt: &impl Bytes, offset: usize, frame: &mut Frame) -> Result<(), Truncated> {
+pub fn parse(
+    pkt: &impl Bytes,
+    offset: usize,
+    side: Side,
+    frame: &mut Frame,
+) -> Result<(), Truncated> {
     let [ver_tc, _, _, _, _, _, next, _hop] = pkt.read::<[u8; 8]>(offset)?;
     if ver_tc >> 4 != 6 {
         return Err(Truncated);
     }
-    frame.src = pkt.read(offset + 8)?;
-    frame.dst = pkt.read(offset + 24)?;
+    // The whole fixed header must be there whichever address is read.
+    let [_last] = pkt.read::<[u8; 1]>(offset + IPV6_HLEN - 1)?;
+    match side {
+        Side::Ingress => frame.dst = pkt.addr16_at(offset + 24)?,
+        Side::Egress => frame.src = pkt.addr16_at(offset + 8)?,
+    }
     neighbour_discovery(pkt, next, offset + IPV6_HLEN, frame)
 }
 
@@ -76,6 +85,6 @@ fn neighbour_discovery(
         ND_NEIGHBOR_ADVERT => frame.nd = NdKind::Advert,
         _ => return Ok(()),
     }
-    frame.nd_target = pkt.read(offset + 8)?;
+    frame.nd_target = pkt.addr16_at(offset + 8)?;
     Ok(())
 }

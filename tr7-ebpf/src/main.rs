@@ -25,7 +25,7 @@ use tr7_common::{Reason, VipKey};
 
 use crate::{
     cursor::{Bytes, Direct, Skb},
-    frame::{Frame, L3, NdKind},
+    frame::{Frame, L3, NdKind, Side},
     verdict::{Tags, VipTraffic, count_iface, count_vip, owned, v4_key, v6_key, vip},
 };
 
@@ -54,7 +54,7 @@ enum Claim {
 #[inline(always)]
 fn decide_ingress(pkt: &impl Bytes) -> Reason {
     let mut frame = Frame::new();
-    if frame::parse(pkt, &mut frame).is_err() {
+    if frame::parse(pkt, Side::Ingress, &mut frame).is_err() {
         return Reason::Malformed;
     }
     if frame.l3 == L3::Other {
@@ -154,7 +154,7 @@ pub fn tr7_guard(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn decide_egress(pkt: &impl Bytes, meta_vlan: u16, bytes: u64) -> Reason {
     let mut frame = Frame::new();
-    if frame::parse(pkt, &mut frame).is_err() {
+    if frame::parse(pkt, Side::Egress, &mut frame).is_err() {
         return Reason::Malformed;
     }
     if frame.l3 == L3::Other {

@@ -17,24 +17,19 @@ pub struct Tags {
 }
 
 #[inline(always)]
-pub fn v4_key(tags: Tags, addr: &[u8; 16]) -> VipKey {
-    let mut full = [0u8; 16];
-    full[0] = addr[0];
-    full[1] = addr[1];
-    full[2] = addr[2];
-    full[3] = addr[3];
+pub fn v4_key(tags: Tags, addr: &[u32; 4]) -> VipKey {
     VipKey {
         scope: TR7_SCOPE.load(),
         outer_vlan: tags.outer,
         inner_vlan: tags.inner,
         family: FAMILY_IPV4,
         _pad: [0; 3],
-        addr: full,
+        addr: [addr[0], 0, 0, 0],
     }
 }
 
 #[inline(always)]
-pub fn v6_key(tags: Tags, addr: [u8; 16]) -> VipKey {
+pub fn v6_key(tags: Tags, addr: [u32; 4]) -> VipKey {
     VipKey {
         scope: TR7_SCOPE.load(),
         outer_vlan: tags.outer,
@@ -72,15 +67,10 @@ fn same_key(a: &VipKey, b: &VipKey) -> bool {
     {
         return false;
     }
-    // Four 32-bit compares: the address sits 4-byte aligned in both (VipKey is repr(C)
-    // with a u32 first), and byte compares cost four times the loads and branches.
-    let word = |k: &VipKey, i: usize| {
-        u32::from_ne_bytes([k.addr[i], k.addr[i + 1], k.addr[i + 2], k.addr[i + 3]])
-    };
-    word(a, 0) == word(b, 0)
-        && word(a, 4) == word(b, 4)
-        && word(a, 8) == word(b, 8)
-        && word(a, 12) == word(b, 12)
+    a.addr[0] == b.addr[0]
+        && a.addr[1] == b.addr[1]
+        && a.addr[2] == b.addr[2]
+        && a.addr[3] == b.addr[3]
 }
 
 /// Whether the agent's heartbeat is older than the fence (a fence of 0 never fires).

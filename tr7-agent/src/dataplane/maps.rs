@@ -81,11 +81,13 @@ pub fn vip_key(place: VipScope, addr: IpAddr) -> VipKey {
     match addr {
         IpAddr::V4(a) => {
             key.family = FAMILY_IPV4;
-            key.addr[..4].copy_from_slice(&a.octets());
+            let mut bytes = [0u8; 16];
+            bytes[..4].copy_from_slice(&a.octets());
+            key.addr = VipKey::addr_words(&bytes);
         }
         IpAddr::V6(a) => {
             key.family = FAMILY_IPV6;
-            key.addr = a.octets();
+            key.addr = VipKey::addr_words(&a.octets());
         }
     }
     key
@@ -94,9 +96,10 @@ pub fn vip_key(place: VipScope, addr: IpAddr) -> VipKey {
 /// The address of a VIP key.
 pub fn key_addr(key: &VipKey) -> IpAddr {
     if key.family == FAMILY_IPV4 {
-        IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]])
+        let b = key.addr_bytes();
+        IpAddr::from([b[0], b[1], b[2], b[3]])
     } else {
-        IpAddr::from(key.addr)
+        IpAddr::from(key.addr_bytes())
     }
 }
 
