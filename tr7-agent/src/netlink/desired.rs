@@ -288,7 +288,7 @@ interfaces:
   - {name: br0, type: bridge, members: [eth1, veth-red], mtu: 9000,
      addresses: {a: [192.0.2.2/24], b: [192.0.2.3/24]},
      vips: {master: [{address: 192.0.2.10}]}}
-  - {name: veth-red, type: veth, peer: red/eth0}
+  - {name: veth-red, type: veth, peer: red/eth0, mtu: 9000}
   - {name: eth0, type: veth-peer, namespace: red, peer: veth-red,
      addresses: {a: [2001:db8::2/64]}}
 ";

@@ -269,7 +269,11 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
             .iter()
             .position(|l| l.id.namespace.as_deref() == ns && l.id.name == name)
     };
-    for (i, link) in desired.links.iter().enumerate() {
+    // Lower devices first, so a VLAN sees what its parent will be whatever the file order.
+    let mut order: Vec<usize> = (0..desired.links.len()).collect();
+    order.sort_by_key(|&i| desired.depth(&desired.links[i]));
+    for i in order {
+        let link = &desired.links[i];
         let ns_name = link.id.namespace.as_deref();
         let obs = ns_of(ns_name);
         let depth = desired.depth(link);
@@ -905,5 +909,324 @@ impl fmt::Display for Plan {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::observe::AddressFlags;
+
+    fn id(ns: Option<&str>, name: &str) -> IfaceRef {
+        IfaceRef {
+            namespace: ns.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        Cidr::parse(s).expect("cidr")
+    }
+
+    fn want(name: &str, kind: DesiredKind, mtu: u32, controller: Option<&str>) -> DesiredLink {
+        DesiredLink {
+            id: id(None, name),
+            kind,
+            mtu,
+            mac: None,
+            controller: controller.map(str::to_owned),
+            addresses: Vec::new(),
+        }
+    }
+
+    fn have(ifindex: u32, name: &str, kind: LinkKind, mtu: u32) -> ObservedLink {
+        ObservedLink {
+            ifindex,
+            name: name.to_owned(),
+            kind,
+            mtu,
+            mac: None,
+            up: true,
+            carrier: true,
+            oper: "up".to_owned(),
+            controller: None,
+            link: None,
+            link_netnsid: None,
+            vlan: None,
+            bond: None,
+            stp: None,
+        }
+    }
+
+    fn root(links: Vec<ObservedLink>, addresses: Vec<ObservedAddress>) -> Observed {
+        Observed {
+            namespaces: vec![ObservedNamespace {
+                name: None,
+                exists: true,
+                links,
+                addresses,
+            }],
+        }
+    }
+
+    fn addr(ifindex: u32, s: &str) -> ObservedAddress {
+        ObservedAddress {
+            ifindex,
+            cidr: cidr(s),
+            flags: AddressFlags::default(),
+        }
+    }
+
+    /// A bridge br0 over ethernet eth1, both 9000, with one address and one VIP.
+    fn bridge_over_port() -> Desired {
+        let mut br = want("br0", DesiredKind::Bridge { stp: false }, 9000, None);
+        br.addresses = vec![
+            DesiredAddress {
+                cidr: cidr("192.0.2.2/24"),
+                nodad: false,
+                vip: false,
+            },
+            DesiredAddress {
+                cidr: cidr("192.0.2.10/32"),
+                nodad: true,
+                vip: true,
+            },
+        ];
+        Desired {
+            links: vec![br, want("eth1", DesiredKind::Ethernet, 9000, Some("br0"))],
+        }
+    }
+
+    fn converged() -> Observed {
+        let mut eth1 = have(2, "eth1", LinkKind::Ethernet, 9000);
+        eth1.controller = Some(3);
+        let mut br = have(3, "br0", LinkKind::Bridge, 9000);
+        br.stp = Some(false);
+        root(
+            vec![have(1, "lo", LinkKind::Ethernet, 65536), eth1, br],
+            vec![
+                addr(1, "127.0.0.1/8"),
+                addr(3, "192.0.2.2/24"),
+                addr(3, "192.0.2.10/32"),
+                addr(3, "fe80::1/64"),
+            ],
+        )
+    }
+
+    fn steps(p: &Plan) -> Vec<String> {
+        p.actions.iter().map(|a| a.step.to_string()).collect()
+    }
+
+    // Proves idempotence: when the kernel already matches the file, the plan is empty and
+    // kernel link-local addresses and undeclared links (lo) are not conflicts.
+    #[test]
+    fn converged_state_gives_empty_plan() {
+        let p = plan(&bridge_over_port(), &converged(), Options::default());
+        assert!(p.is_empty(), "{p}");
+        assert!(p.conflicts.is_empty(), "{p}");
+        assert_eq!(p.to_string(), "nothing to do\n");
+    }
+
+    // Proves the order from nothing: create the bridge, raise MTUs lower device first, enslave
+    // while down, set up lower devices first, then addresses.
+    #[test]
+    fn order_from_scratch() {
+        let mut eth1 = have(2, "eth1", LinkKind::Ethernet, 1500);
+        eth1.up = true;
+        let p = plan(&bridge_over_port(), &root(vec![eth1], vec![]), Options::default());
+        assert_eq!(
+            steps(&p),
+            [
+                "create bridge br0",
+                "set MTU of eth1 1500 → 9000",
+                "set MTU of br0 1500 → 9000",
+                "set eth1 down",
+                "make eth1 a port of br0",
+                "set eth1 up",
+                "set br0 up",
+                "add 192.0.2.2/24 to br0",
+                "add 192.0.2.10/32 to br0 (nodad)",
+            ]
+        );
+        assert!(p.conflicts.is_empty());
+    }
+
+    // Proves MTU is lowered upper device first (the reverse of raising).
+    #[test]
+    fn mtu_lowered_in_reverse() {
+        let mut d = bridge_over_port();
+        for l in &mut d.links {
+            l.mtu = 1500;
+        }
+        let p = plan(&d, &converged(), Options::default());
+        assert_eq!(
+            steps(&p),
+            ["set MTU of br0 9000 → 1500", "set MTU of eth1 9000 → 1500"]
+        );
+    }
+
+    // Proves a VLAN is created after its parent and its MTU raised after the parent's.
+    #[test]
+    fn vlan_after_parent() {
+        let d = Desired {
+            links: vec![
+                want(
+                    "eth0.100",
+                    DesiredKind::Vlan {
+                        parent: "eth0".into(),
+                        id: 100,
+                        protocol: crate::config::VlanProtocol::Dot1Q,
+                    },
+                    9000,
+                    None,
+                ),
+                want("eth0", DesiredKind::Ethernet, 9000, None),
+            ],
+        };
+        let p = plan(
+            &d,
+            &root(vec![have(2, "eth0", LinkKind::Ethernet, 1500)], vec![]),
+            Options::default(),
+        );
+        assert_eq!(
+            steps(&p),
+            [
+                "create vlan eth0.100 on eth0 (802.1Q 100)",
+                "set MTU of eth0 1500 → 9000",
+                "set MTU of eth0.100 1500 → 9000",
+                "set eth0.100 up",
+            ]
+        );
+    }
+
+    // Proves foreign addresses on declared links are conflicts left alone, removed only with
+    // remove_foreign, and that addresses on undeclared links are never touched.
+    #[test]
+    fn foreign_addresses() {
+        let mut o = converged();
+        o.namespaces[0].links.push(have(9, "other0", LinkKind::Ethernet, 1500));
+        o.namespaces[0].addresses.extend([
+            addr(3, "203.0.113.9/24"),
+            addr(2, "198.51.100.7/24"),
+            addr(9, "203.0.113.50/24"),
+        ]);
+        let p = plan(&bridge_over_port(), &o, Options::default());
+        assert!(p.is_empty(), "{p}");
+        let kinds: Vec<ConflictKind> = p.conflicts.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [ConflictKind::ForeignAddress, ConflictKind::MemberAddress]
+        );
+        let p = plan(
+            &bridge_over_port(),
+            &o,
+            Options {
+                remove_foreign: true,
+            },
+        );
+        assert_eq!(
+            steps(&p),
+            ["remove 203.0.113.9/24 from br0", "remove 198.51.100.7/24 from eth1"]
+        );
+    }
+
+    // Proves a declared name held by a link of another kind is a conflict: nothing is done to
+    // it, and its ports are not enslaved to it.
+    #[test]
+    fn wrong_kind_is_left_alone() {
+        let o = root(
+            vec![
+                have(2, "eth1", LinkKind::Ethernet, 9000),
+                have(3, "br0", LinkKind::Veth, 1500),
+            ],
+            vec![],
+        );
+        let p = plan(&bridge_over_port(), &o, Options::default());
+        assert!(p.is_empty(), "{p}");
+        assert_eq!(p.conflicts[0].kind, ConflictKind::WrongKind);
+        assert_eq!(p.conflicts[1].kind, ConflictKind::Blocked);
+    }
+
+    // Proves a missing ethernet port is reported, never created.
+    #[test]
+    fn missing_port() {
+        let p = plan(&bridge_over_port(), &root(vec![], vec![]), Options::default());
+        assert!(p.conflicts.iter().any(|c| c.kind == ConflictKind::MissingPort));
+        assert!(!steps(&p).iter().any(|s| s.contains("eth1")), "{p}");
+    }
+
+    fn veth_pair() -> Desired {
+        let mut peer = want("eth0", DesiredKind::VethPeer { peer: "v-red".into() }, 1500, None);
+        peer.id = id(Some("red"), "eth0");
+        Desired {
+            links: vec![
+                want(
+                    "v-red",
+                    DesiredKind::Veth {
+                        peer: id(Some("red"), "eth0"),
+                    },
+                    1500,
+                    None,
+                ),
+                peer,
+            ],
+        }
+    }
+
+    // Proves a missing namespace is created before the veth whose peer goes there.
+    #[test]
+    fn namespace_then_veth() {
+        let p = plan(&veth_pair(), &root(vec![], vec![]), Options::default());
+        assert_eq!(
+            steps(&p),
+            [
+                "create namespace red",
+                "create veth v-red with peer red/eth0",
+                "set v-red up",
+                "set red/eth0 up",
+            ]
+        );
+    }
+
+    // Proves a veth-peer found beside its veth is moved into its namespace, then set up.
+    #[test]
+    fn peer_moved_into_namespace() {
+        let mut v = have(5, "v-red", LinkKind::Veth, 1500);
+        v.link = Some(6);
+        let mut e = have(6, "eth0", LinkKind::Veth, 1500);
+        e.link = Some(5);
+        let mut o = root(vec![v, e], vec![]);
+        o.namespaces.push(ObservedNamespace {
+            name: Some("red".into()),
+            exists: true,
+            ..Default::default()
+        });
+        let p = plan(&veth_pair(), &o, Options::default());
+        assert_eq!(steps(&p), ["move eth0 into namespace red", "set red/eth0 up"]);
+    }
+
+    // Proves a veth-peer name already taken in its namespace blocks creation.
+    #[test]
+    fn peer_name_taken() {
+        let mut o = root(vec![], vec![]);
+        o.namespaces.push(ObservedNamespace {
+            name: Some("red".into()),
+            exists: true,
+            links: vec![have(2, "eth0", LinkKind::Bridge, 1500)],
+            addresses: vec![],
+        });
+        let p = plan(&veth_pair(), &o, Options::default());
+        assert!(p.is_empty(), "{p}");
+        assert_eq!(p.conflicts[0].kind, ConflictKind::NameTaken);
+    }
+
+    // Proves the JSON form names each step by `op` with its reason.
+    #[test]
+    fn json_shape() {
+        let p = plan(&veth_pair(), &root(vec![], vec![]), Options::default());
+        let v = serde_json::to_value(&p).expect("json");
+        assert_eq!(v["actions"][0]["op"], "create-namespace");
+        assert_eq!(v["actions"][0]["namespace"], "red");
+        assert!(v["actions"][0]["reason"].is_string());
     }
 }
