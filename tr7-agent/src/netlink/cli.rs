@@ -123,6 +123,14 @@ pub fn make_plan(args: &PlanArgs) -> Result<(String, Plan), ReconcileError> {
     Ok((node, p))
 }
 
+/// Applies `plan` on a private runtime: for callers without one (the CLI, tests).
+pub fn apply_blocking(
+    plan: &Plan,
+    target: &Target,
+) -> Result<Result<ApplyReport, ApplyError>, ReconcileError> {
+    Ok(runtime()?.block_on(super::apply(plan, target)))
+}
+
 /// The text `tr7 plan` prints.
 pub fn plan_report(args: &PlanArgs) -> Result<String, ReconcileError> {
     let (node, p) = make_plan(args)?;

@@ -1033,7 +1033,11 @@ mod tests {
     fn order_from_scratch() {
         let mut eth1 = have(2, "eth1", LinkKind::Ethernet, 1500);
         eth1.up = true;
-        let p = plan(&bridge_over_port(), &root(vec![eth1], vec![]), Options::default());
+        let p = plan(
+            &bridge_over_port(),
+            &root(vec![eth1], vec![]),
+            Options::default(),
+        );
         assert_eq!(
             steps(&p),
             [
@@ -1104,7 +1108,9 @@ mod tests {
     #[test]
     fn foreign_addresses() {
         let mut o = converged();
-        o.namespaces[0].links.push(have(9, "other0", LinkKind::Ethernet, 1500));
+        o.namespaces[0]
+            .links
+            .push(have(9, "other0", LinkKind::Ethernet, 1500));
         o.namespaces[0].addresses.extend([
             addr(3, "203.0.113.9/24"),
             addr(2, "198.51.100.7/24"),
@@ -1126,7 +1132,10 @@ mod tests {
         );
         assert_eq!(
             steps(&p),
-            ["remove 203.0.113.9/24 from br0", "remove 198.51.100.7/24 from eth1"]
+            [
+                "remove 203.0.113.9/24 from br0",
+                "remove 198.51.100.7/24 from eth1"
+            ]
         );
     }
 
@@ -1150,13 +1159,28 @@ mod tests {
     // Proves a missing ethernet port is reported, never created.
     #[test]
     fn missing_port() {
-        let p = plan(&bridge_over_port(), &root(vec![], vec![]), Options::default());
-        assert!(p.conflicts.iter().any(|c| c.kind == ConflictKind::MissingPort));
+        let p = plan(
+            &bridge_over_port(),
+            &root(vec![], vec![]),
+            Options::default(),
+        );
+        assert!(
+            p.conflicts
+                .iter()
+                .any(|c| c.kind == ConflictKind::MissingPort)
+        );
         assert!(!steps(&p).iter().any(|s| s.contains("eth1")), "{p}");
     }
 
     fn veth_pair() -> Desired {
-        let mut peer = want("eth0", DesiredKind::VethPeer { peer: "v-red".into() }, 1500, None);
+        let mut peer = want(
+            "eth0",
+            DesiredKind::VethPeer {
+                peer: "v-red".into(),
+            },
+            1500,
+            None,
+        );
         peer.id = id(Some("red"), "eth0");
         Desired {
             links: vec![
@@ -1202,7 +1226,10 @@ mod tests {
             ..Default::default()
         });
         let p = plan(&veth_pair(), &o, Options::default());
-        assert_eq!(steps(&p), ["move eth0 into namespace red", "set red/eth0 up"]);
+        assert_eq!(
+            steps(&p),
+            ["move eth0 into namespace red", "set red/eth0 up"]
+        );
     }
 
     // Proves a veth-peer name already taken in its namespace blocks creation.
