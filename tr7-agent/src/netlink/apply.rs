@@ -306,7 +306,6 @@ impl Executor<'_> {
         mac: Option<crate::config::Mac>,
         peer: Option<&super::plan::PeerSpec>,
     ) -> Result<(), String> {
-        let ns = link.namespace.as_deref();
         let mut msg = match kind {
             DesiredKind::Veth { .. } => {
                 let Some(p) = peer else {
@@ -392,7 +391,6 @@ impl Executor<'_> {
                     m.0.to_vec(),
                 ));
         }
-        let _ = ns;
         self.add_link(link, kind, msg).await
     }
 
