@@ -48,6 +48,14 @@ impl Lab {
         full
     }
 
+    /// A namespace name `<prefix>-<name>` that the code under test creates; the lab removes
+    /// it on drop like its own.
+    pub fn reserve(&mut self, name: &str) -> String {
+        let full = format!("{}-{name}", self.prefix);
+        self.namespaces.push(full.clone());
+        full
+    }
+
     /// A veth pair between two namespaces, both ends up. Indexes are chosen by the caller
     /// when the test depends on the kernel's fast or slow carrier path.
     pub fn veth(&self, a_ns: &str, a: &str, b_ns: &str, b: &str) {

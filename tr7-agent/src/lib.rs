@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod netlink;
 pub mod netns;
 pub mod vrrp;

@@ -22,6 +22,10 @@ enum Command {
     Validate(tr7::config::cli::ValidateArgs),
     /// Print the JSON Schema of the cluster file, for editors.
     Schema(tr7::config::cli::SchemaArgs),
+    /// Show what `apply` would change to make the kernel match the file.
+    Plan(tr7::netlink::cli::PlanArgs),
+    /// Make the kernel match the file: links, MTUs, MACs, membership, addresses.
+    Apply(tr7::netlink::cli::ApplyArgs),
     /// Drive the XDP/TC data plane by hand.
     Dataplane(cli::dataplane::DataplaneArgs),
 }
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => tr7::config::cli::run_validate(args),
         Command::Schema(args) => tr7::config::cli::run_schema(args),
+        Command::Plan(args) => tr7::netlink::cli::run_plan(args),
+        Command::Apply(args) => tr7::netlink::cli::run_apply(args),
         Command::Dataplane(args) => cli::dataplane::run(args),
     };
     match result {

@@ -99,3 +99,80 @@ pub fn enter(name: &str) -> Result<Entered, NetnsError> {
     })?;
     Ok(Entered { original })
 }
+
+/// Why a named namespace could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("cannot create {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create network namespace `{name}`: {step}: {source}")]
+    Kernel {
+        name: String,
+        step: &'static str,
+        source: nix::Error,
+    },
+    #[error("the thread creating network namespace `{name}` panicked")]
+    Thread { name: String },
+}
+
+/// Whether the named namespace (`ip netns` name) exists.
+pub fn exists(name: &str) -> bool {
+    Path::new(NETNS_RUN_DIR).join(name).exists()
+}
+
+/// Creates the named namespace the way `ip netns add NAME` does, so `ip netns` lists it: a
+/// fresh namespace bind-mounted on /run/netns/NAME. Creating one that exists is success.
+///
+/// The namespace is made on a short-lived thread (unshare moves only that thread), so the
+/// caller never changes namespace and no process is forked.
+pub fn create(name: &str) -> Result<(), CreateError> {
+    let path = Path::new(NETNS_RUN_DIR).join(name);
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(NETNS_RUN_DIR).map_err(|source| CreateError::File {
+        path: PathBuf::from(NETNS_RUN_DIR),
+        source,
+    })?;
+    // The mount point: an empty file, like iproute2 makes.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|source| CreateError::File {
+            path: path.clone(),
+            source,
+        })?;
+    let owned = name.to_owned();
+    let target = path.clone();
+    let made = std::thread::spawn(move || -> Result<(), CreateError> {
+        let kernel = |step, source| CreateError::Kernel {
+            name: owned.clone(),
+            step,
+            source,
+        };
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| kernel("unshare", e))?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| kernel("bind mount", e))
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(CreateError::Thread {
+            name: name.to_owned(),
+        })
+    });
+    if made.is_err() {
+        // Leave no empty mount point behind: `ip netns` would list a broken namespace.
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}

@@ -1,0 +1,441 @@
+//! What the kernel has: links and addresses per namespace, dumped through rtnetlink.
+//!
+//! The result is plain data, so `plan()` stays pure and tests build it by hand. Kind-specific
+//! attributes (VLAN id and protocol, bond mode and options, bridge STP, veth peer) are parsed
+//! wherever the kernel reports them, also for kinds this machine cannot create.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use futures_util::TryStreamExt as _;
+use rtnetlink::packet_route::{
+    address::{AddressAttribute, AddressFlags as KernelAddressFlags, AddressMessage},
+    link::{
+        BondLacpRate, BondMode, BondXmitHashPolicy, BridgeStpState, InfoBond, InfoBridge, InfoData,
+        InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+        VlanProtocol as KernelVlanProtocol,
+    },
+};
+use serde::Serialize;
+
+use super::{Target, conn};
+use crate::config::{Cidr, HashPolicy, LacpRate, Mac, VlanProtocol};
+use crate::netns;
+
+/// Why observation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Connect(#[from] conn::ConnError),
+    #[error(
+        "namespace `{ns}` (standing in for the host) does not exist; create it with `ip netns add {ns}`"
+    )]
+    RootMissing { ns: String },
+    #[error("dumping {what} in namespace `{ns}`: {source}")]
+    Dump {
+        ns: String,
+        what: &'static str,
+        source: rtnetlink::Error,
+    },
+}
+
+/// The observed state of every namespace asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    /// One entry per namespace, in the order asked.
+    pub namespaces: Vec<ObservedNamespace>,
+}
+
+/// One namespace as the kernel has it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ObservedNamespace {
+    /// The file's name for it (`None`: the node's root namespace).
+    pub name: Option<String>,
+    /// Whether it exists (a named namespace the file names may not yet).
+    pub exists: bool,
+    /// Links by ifindex order.
+    pub links: Vec<ObservedLink>,
+    /// Addresses of every link.
+    pub addresses: Vec<ObservedAddress>,
+}
+
+/// The kind of an observed link (`IFLA_INFO_KIND`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkKind {
+    /// No kind: a physical port (or loopback).
+    Ethernet,
+    /// veth.
+    Veth,
+    /// bridge.
+    Bridge,
+    /// vlan.
+    Vlan,
+    /// bond.
+    Bond,
+    /// Any other kind, by its kernel name.
+    Other(String),
+}
+
+impl LinkKind {
+    /// The kernel's kind name (`None` for a link without one).
+    pub fn kernel_kind(&self) -> Option<&str> {
+        match self {
+            Self::Ethernet => None,
+            Self::Veth => Some("veth"),
+            Self::Bridge => Some("bridge"),
+            Self::Vlan => Some("vlan"),
+            Self::Bond => Some("bond"),
+            Self::Other(s) => Some(s),
+        }
+    }
+}
+
+/// One observed link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedLink {
+    /// Interface index (per namespace).
+    pub ifindex: u32,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: LinkKind,
+    /// MTU.
+    pub mtu: u32,
+    /// MAC, for links that have a 6-byte one.
+    pub mac: Option<Mac>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// Carrier (IFF_LOWER_UP).
+    pub carrier: bool,
+    /// Operational state (RFC 2863 words, lower case).
+    pub oper: String,
+    /// ifindex of the bridge or bond this link is a port of.
+    pub controller: Option<u32>,
+    /// The other end of a veth, or a VLAN's parent (IFLA_LINK): an ifindex, in the peer
+    /// namespace when `link_netnsid` is set.
+    pub link: Option<u32>,
+    /// The namespace id (as this namespace numbers it) where `link` lives, if not here.
+    pub link_netnsid: Option<i32>,
+    /// VLAN attributes.
+    pub vlan: Option<VlanInfo>,
+    /// Bond attributes.
+    pub bond: Option<BondInfo>,
+    /// Bridge spanning tree on.
+    pub stp: Option<bool>,
+}
+
+/// VLAN attributes as the kernel reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct VlanInfo {
+    /// VLAN id.
+    pub id: u16,
+    /// Tag protocol.
+    pub protocol: VlanProtocol,
+}
+
+/// Bond attributes as the kernel reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BondInfo {
+    /// Mode (`active-backup`, `802.3ad`, ...).
+    pub mode: String,
+    /// The active member's ifindex.
+    pub active_port: Option<u32>,
+    /// MII monitoring interval in ms.
+    pub miimon_ms: Option<u32>,
+    /// Minimum links.
+    pub min_links: Option<u32>,
+    /// LACP rate.
+    pub lacp_rate: Option<LacpRate>,
+    /// Transmit hash policy.
+    pub transmit_hash_policy: Option<HashPolicy>,
+    /// Primary member's ifindex.
+    pub primary: Option<u32>,
+}
+
+/// One observed address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedAddress {
+    /// The link it is on.
+    pub ifindex: u32,
+    /// Address and prefix.
+    pub cidr: Cidr,
+    /// DAD flags.
+    pub flags: AddressFlags,
+}
+
+impl ObservedAddress {
+    /// IPv6 link-local addresses belong to the kernel (made for every link), not the file.
+    pub fn is_kernel_link_local(&self) -> bool {
+        match self.cidr.addr {
+            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+            IpAddr::V4(_) => false,
+        }
+    }
+}
+
+/// The address flags diagnosis and planning care about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AddressFlags {
+    /// Duplicate address detection still running.
+    pub tentative: bool,
+    /// Duplicate address detection found another owner.
+    pub dadfailed: bool,
+    /// Added without duplicate address detection.
+    pub nodad: bool,
+}
+
+impl ObservedNamespace {
+    /// The link called `name`.
+    pub fn link(&self, name: &str) -> Option<&ObservedLink> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    /// The link with index `ifindex`.
+    pub fn link_by_index(&self, ifindex: u32) -> Option<&ObservedLink> {
+        self.links.iter().find(|l| l.ifindex == ifindex)
+    }
+
+    /// The addresses of link `ifindex`.
+    pub fn addresses_of(&self, ifindex: u32) -> impl Iterator<Item = &ObservedAddress> {
+        self.addresses.iter().filter(move |a| a.ifindex == ifindex)
+    }
+
+    /// The ports of bridge or bond `ifindex`.
+    pub fn ports_of(&self, ifindex: u32) -> impl Iterator<Item = &ObservedLink> {
+        self.links
+            .iter()
+            .filter(move |l| l.controller == Some(ifindex))
+    }
+}
+
+impl Observed {
+    /// The observation of the file's namespace `ns`, if it was asked for.
+    pub fn namespace(&self, ns: Option<&str>) -> Option<&ObservedNamespace> {
+        self.namespaces.iter().find(|n| n.name.as_deref() == ns)
+    }
+}
+
+/// Dumps links and addresses of each of the file's namespaces `names`, mapped to kernel
+/// namespaces by `target`. A named namespace that does not exist is reported as absent; the
+/// namespace standing in for the host must exist.
+pub async fn observe(target: &Target, names: &[Option<String>]) -> Result<Observed, ObserveError> {
+    if let Some(root) = &target.root
+        && !netns::exists(root)
+    {
+        return Err(ObserveError::RootMissing { ns: root.clone() });
+    }
+    let mut namespaces = Vec::with_capacity(names.len());
+    for name in names {
+        let kernel_ns = target.resolve(name.as_deref());
+        if let Some(k) = kernel_ns
+            && !netns::exists(k)
+        {
+            namespaces.push(ObservedNamespace {
+                name: name.clone(),
+                exists: false,
+                ..Default::default()
+            });
+            continue;
+        }
+        let handle = conn::connect(kernel_ns)?;
+        let (links, addresses) = dump(&handle, super::ns_label(kernel_ns)).await?;
+        namespaces.push(ObservedNamespace {
+            name: name.clone(),
+            exists: true,
+            links,
+            addresses,
+        });
+    }
+    Ok(Observed { namespaces })
+}
+
+/// Links and addresses of the namespace `handle` is bound to.
+pub async fn dump(
+    handle: &rtnetlink::Handle,
+    ns: &str,
+) -> Result<(Vec<ObservedLink>, Vec<ObservedAddress>), ObserveError> {
+    let err = |what| {
+        move |source| ObserveError::Dump {
+            ns: ns.to_owned(),
+            what,
+            source,
+        }
+    };
+    let link_msgs: Vec<LinkMessage> = handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(err("links"))?;
+    let addr_msgs: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(err("addresses"))?;
+    let mut links: Vec<ObservedLink> = link_msgs.iter().map(parse_link).collect();
+    links.sort_by_key(|l| l.ifindex);
+    let addresses = addr_msgs.iter().filter_map(parse_address).collect();
+    Ok((links, addresses))
+}
+
+/// The typed view of one RTM_NEWLINK.
+pub fn parse_link(msg: &LinkMessage) -> ObservedLink {
+    let flags = msg.header.flags;
+    let mut link = ObservedLink {
+        ifindex: msg.header.index,
+        name: String::new(),
+        kind: LinkKind::Ethernet,
+        mtu: 0,
+        mac: None,
+        up: flags.contains(LinkFlags::Up),
+        carrier: flags.contains(LinkFlags::LowerUp),
+        oper: "unknown".to_owned(),
+        controller: None,
+        link: None,
+        link_netnsid: None,
+        vlan: None,
+        bond: None,
+        stp: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Mtu(m) => link.mtu = *m,
+            LinkAttribute::Address(a) => {
+                link.mac = <[u8; 6]>::try_from(a.as_slice()).ok().map(Mac);
+            }
+            LinkAttribute::OperState(s) => link.oper = format!("{s:?}").to_lowercase(),
+            LinkAttribute::Controller(c) if *c != 0 => link.controller = Some(*c),
+            LinkAttribute::Link(l) if *l != 0 => link.link = Some(*l),
+            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
+            LinkAttribute::LinkInfo(infos) => parse_info(infos, &mut link),
+            _ => {}
+        }
+    }
+    link
+}
+
+fn parse_info(infos: &[LinkInfo], link: &mut ObservedLink) {
+    for info in infos {
+        match info {
+            LinkInfo::Kind(kind) => {
+                link.kind = match kind {
+                    InfoKind::Veth => LinkKind::Veth,
+                    InfoKind::Bridge => LinkKind::Bridge,
+                    InfoKind::Vlan => LinkKind::Vlan,
+                    InfoKind::Bond => LinkKind::Bond,
+                    other => LinkKind::Other(other.to_string()),
+                }
+            }
+            LinkInfo::Data(InfoData::Vlan(attrs)) => {
+                let mut vlan = VlanInfo {
+                    id: 0,
+                    protocol: VlanProtocol::Dot1Q,
+                };
+                for a in attrs {
+                    match a {
+                        InfoVlan::Id(id) => vlan.id = *id,
+                        InfoVlan::Protocol(KernelVlanProtocol::Ieee8021Ad) => {
+                            vlan.protocol = VlanProtocol::Dot1Ad;
+                        }
+                        _ => {}
+                    }
+                }
+                link.vlan = Some(vlan);
+            }
+            LinkInfo::Data(InfoData::Bond(attrs)) => link.bond = Some(parse_bond(attrs)),
+            LinkInfo::Data(InfoData::Bridge(attrs)) => {
+                for a in attrs {
+                    if let InfoBridge::StpState(s) = a {
+                        link.stp = Some(!matches!(s, BridgeStpState::Disabled));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parse_bond(attrs: &[InfoBond]) -> BondInfo {
+    let mut bond = BondInfo::default();
+    for a in attrs {
+        match a {
+            InfoBond::Mode(m) => {
+                bond.mode = match m {
+                    BondMode::ActiveBackup => "active-backup".to_owned(),
+                    BondMode::Ieee8023Ad => "802.3ad".to_owned(),
+                    other => other.to_string(),
+                }
+            }
+            InfoBond::ActivePort(p) => bond.active_port = Some(*p),
+            InfoBond::MiiMon(m) => bond.miimon_ms = Some(*m),
+            InfoBond::MinLinks(m) => bond.min_links = Some(*m),
+            InfoBond::Primary(p) => bond.primary = Some(*p),
+            InfoBond::AdLacpRate(r) => {
+                bond.lacp_rate = match r {
+                    BondLacpRate::Slow => Some(LacpRate::Slow),
+                    BondLacpRate::Fast => Some(LacpRate::Fast),
+                    _ => None,
+                }
+            }
+            InfoBond::XmitHashPolicy(p) => {
+                bond.transmit_hash_policy = match p {
+                    BondXmitHashPolicy::Layer2 => Some(HashPolicy::Layer2),
+                    BondXmitHashPolicy::Layer23 => Some(HashPolicy::Layer23),
+                    BondXmitHashPolicy::Layer34 => Some(HashPolicy::Layer34),
+                    BondXmitHashPolicy::Encap23 => Some(HashPolicy::Encap23),
+                    BondXmitHashPolicy::Encap34 => Some(HashPolicy::Encap34),
+                    BondXmitHashPolicy::VlanSrcMac => Some(HashPolicy::VlanSrcMac),
+                    _ => None,
+                }
+            }
+            _ => {}
+        }
+    }
+    bond
+}
+
+/// The typed view of one RTM_NEWADDR (`None` for families other than IPv4/IPv6).
+pub fn parse_address(msg: &AddressMessage) -> Option<ObservedAddress> {
+    let mut local = None;
+    let mut address = None;
+    // The 32-bit IFA_FLAGS attribute supersedes the 8-bit header field when present.
+    let mut flags = KernelAddressFlags::from_bits_retain(u32::from(msg.header.flags.bits()));
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            AddressAttribute::Flags(f) => flags = *f,
+            _ => {}
+        }
+    }
+    // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is always this end.
+    let addr = local.or(address)?;
+    Some(ObservedAddress {
+        ifindex: msg.header.index,
+        cidr: Cidr {
+            addr,
+            prefix: msg.header.prefix_len,
+        },
+        flags: AddressFlags {
+            tentative: flags.contains(KernelAddressFlags::Tentative),
+            dadfailed: flags.contains(KernelAddressFlags::Dadfailed),
+            nodad: flags.contains(KernelAddressFlags::Nodad),
+        },
+    })
+}
+
+/// Links grouped by controller: what `bridge link` shows, for people reading an observation.
+pub fn ports(ns: &ObservedNamespace) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in &ns.links {
+        if let Some(c) = l.controller.and_then(|c| ns.link_by_index(c)) {
+            out.entry(c.name.clone()).or_default().push(l.name.clone());
+        }
+    }
+    out
+}
