@@ -57,7 +57,7 @@ impl TestDataplane {
                 slot: TEST_SLOT,
             },
         )
-        .unwrap_or_else(|e| panic!("loading the data plane: {e}"));
+        .unwrap_or_else(|e| panic!("loading the data plane: {}", crate::error_chain(&e)));
         let maps = Maps::open(&pins.path).expect("open pinned maps");
         Self {
             programs,

@@ -15,3 +15,15 @@ pub fn require_root() {
         "TR7 integration tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run them through `cargo xtask test`"
     );
 }
+
+/// An error and all its sources, `: `-separated, for panic messages.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}

@@ -17,15 +17,17 @@ pub use maps::{IfaceEntry, Maps, PinLayout, ReasonCounts, VipEntry, VipScope, ke
 /// Where the data plane pins its maps and links unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tr7";
 
+/// Errors of the data plane. The underlying error is the `source()`, not repeated in the
+/// message: print with `{:#}` (anyhow) or walk the chain to see both.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error(
         "this tr7 binary was built with AYA_BUILD_SKIP=1 and carries no eBPF object; rebuild without it (`cargo xtask build`)"
     )]
     NoObject,
-    #[error("cannot load the eBPF object: {0}")]
+    #[error("cannot load the eBPF object")]
     Load(#[source] Box<aya::EbpfError>),
-    #[error("program `{name}`: {source}")]
+    #[error("program `{name}`")]
     Program {
         name: &'static str,
         #[source]
@@ -35,31 +37,31 @@ pub enum DataplaneError {
     MissingProgram(&'static str),
     #[error("interface `{iface}` does not exist in this network namespace")]
     NoInterface { iface: String },
-    #[error("link pin {path}: {source}")]
+    #[error("link pin {path}")]
     Link {
         path: PathBuf,
         #[source]
         source: aya::programs::links::LinkError,
     },
-    #[error("cannot pin {path}: {source}")]
+    #[error("cannot pin {path}")]
     Pin {
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
     },
-    #[error("cannot open map {path}: {source} (is the data plane loaded? `tr7 dataplane attach`)")]
+    #[error("cannot open map {path} (is the data plane loaded? `tr7 dataplane attach`)")]
     OpenMap {
         path: PathBuf,
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("cannot read map {map}: {source}")]
+    #[error("cannot read map {map}")]
     MapRead {
         map: &'static str,
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("cannot write map {map}: {source}")]
+    #[error("cannot write map {map}")]
     MapWrite {
         map: &'static str,
         #[source]
@@ -71,9 +73,9 @@ pub enum DataplaneError {
         "the VIP table has no free slot within {probes} slots of this VIP's home slot; remove unused VIPs (the table is sized for 4x the VIP limit, so this means unusual clustering)"
     )]
     TableCrowded { probes: u32 },
-    #[error("cannot count CPUs: {0}")]
+    #[error("cannot count CPUs")]
     Cpus(#[source] std::io::Error),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
