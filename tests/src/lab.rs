@@ -99,6 +99,20 @@ impl Lab {
             .unwrap_or_else(|e| panic!("ip netns exec {ns} {}: {e}", cmd.join(" ")))
     }
 
+    /// Writes `value` to `/proc/sys/<path>` inside namespace `ns` (the `net/` entries are
+    /// per network namespace). `path` uses slashes, so interface names may contain dots.
+    pub fn proc_sys(&self, ns: &str, path: &str, value: &str) {
+        let out = self.exec(
+            ns,
+            &["sh", "-c", &format!("echo {value} > /proc/sys/{path}")],
+        );
+        assert!(
+            out.status.success(),
+            "{ns}: /proc/sys/{path} = {value}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The MAC address of `dev` in `ns`.
     pub fn mac(&self, ns: &str, dev: &str) -> String {
         let out = self.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);

@@ -7,6 +7,7 @@ mod demo;
 mod run;
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ enum Command {
     Demo,
     /// fmt check, clippy (warnings denied), unit and privileged integration tests.
     Test(test::TestArgs),
+    /// The guest-only tests (VLAN, bond, LACP) in a Debian kernel under QEMU.
+    VmTest(vm::VmArgs),
     /// Benchmarks, each against a baseline measured in the same run.
     Bench(bench::BenchArgs),
 }
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::BuildAndLoad(args) => build::load(&args).map(|()| ExitCode::SUCCESS),
         Command::Demo => demo::run().map(|()| ExitCode::SUCCESS),
         Command::Test(args) => test::run(&args),
+        Command::VmTest(args) => vm::run(&args),
         Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::{run, setup};
+use crate::{run, setup, vm};
 
 #[derive(Args)]
 pub struct TestArgs {
@@ -20,6 +20,7 @@ pub struct TestArgs {
 }
 
 const TESTS: &str = "tests (unit and privileged integration)";
+const GUEST: &str = "guest tests (QEMU: VLAN, bond, LACP)";
 
 struct Step {
     name: &'static str,
@@ -29,10 +30,28 @@ struct Step {
 
 /// Counts of a `cargo test` run, read from each binary's `test result:` line.
 #[derive(Default)]
-struct Counts {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
+pub struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl Counts {
+    /// Adds the numbers of a libtest `test result: ...` line; other lines change nothing.
+    pub fn add_result_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        let num = |key: &str| -> u64 {
+            rest.split(';')
+                .find_map(|part| part.trim().strip_suffix(key))
+                .and_then(|n| n.trim().rsplit(' ').next().and_then(|n| n.parse().ok()))
+                .unwrap_or(0)
+        };
+        self.passed += num(" passed");
+        self.failed += num(" failed");
+        self.ignored += num(" ignored");
+    }
 }
 
 fn step(steps: &mut Vec<Step>, name: &'static str, cmd: &mut Command) -> bool {
@@ -68,17 +87,7 @@ fn cargo_test(
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            let num = |key: &str| -> u64 {
-                rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(key))
-                    .and_then(|n| n.trim().rsplit(' ').next().and_then(|n| n.parse().ok()))
-                    .unwrap_or(0)
-            };
-            counts.passed += num(" passed");
-            counts.failed += num(" failed");
-            counts.ignored += num(" ignored");
-        }
+        counts.add_result_line(&line);
     }
     let status = child.wait()?;
     steps.push(Step {
@@ -87,6 +96,35 @@ fn cargo_test(
         secs: start.elapsed().as_secs_f64(),
     });
     Ok(())
+}
+
+/// The guest-only tests (VLAN, bond, LACP) in a kernel under QEMU (`cargo xtask vm-test`);
+/// their `test result:` lines count like the host's. Returns how many guest tests failed.
+fn guest_tests(steps: &mut Vec<Step>, counts: &mut Counts, filter: Option<&str>) -> u64 {
+    println!("\n==> {GUEST}: cargo xtask vm-test");
+    let start = Instant::now();
+    let mut failed = 0;
+    let ok = match vm::guest_tests(filter) {
+        Ok(report) => {
+            failed = report.counts.failed;
+            counts.passed += report.counts.passed;
+            counts.failed += report.counts.failed;
+            counts.ignored += report.counts.ignored;
+            // A failed guest run with no failed test (a crash, a module that would not
+            // load) still counts as one failure below.
+            report.ok
+        }
+        Err(error) => {
+            println!("vm: error: {error:#}");
+            false
+        }
+    };
+    steps.push(Step {
+        name: GUEST,
+        ok,
+        secs: start.elapsed().as_secs_f64(),
+    });
+    failed
 }
 
 pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
@@ -112,18 +150,26 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         ]),
     );
     cargo_test(&mut steps, &mut counts, args.filter.as_deref())?;
+    let guest_failed = guest_tests(&mut steps, &mut counts, args.filter.as_deref());
 
     println!("\n==> summary ({:.0} s)", start.elapsed().as_secs_f64());
     for s in &steps {
         let mark = if s.ok { "ok  " } else { "FAIL" };
         println!("  [{mark}] {:<42} {:>6.1} s", s.name, s.secs);
     }
-    // Every failed test counts; so does every failed step that is not the test run itself
-    // (format, clippy), and a failed test run with no failed test (a build error): the
-    // closing line never says "0 failed" for a red run.
-    let tests_ok = steps.iter().all(|s| s.ok || s.name != TESTS);
-    let other_failures = steps.iter().filter(|s| !s.ok && s.name != TESTS).count() as u64;
-    let failed = counts.failed + other_failures + u64::from(!tests_ok && counts.failed == 0);
+    // Every failed test counts; so does every failed step that is not a test run (format,
+    // clippy), and a failed test run with no failed test (a build error, a guest that did
+    // not boot): the closing line never says "0 failed" for a red run.
+    let failed_step = |name: &str| steps.iter().any(|s| !s.ok && s.name == name);
+    let other_failures = steps
+        .iter()
+        .filter(|s| !s.ok && s.name != TESTS && s.name != GUEST)
+        .count() as u64;
+    let host_failed = counts.failed - guest_failed;
+    let failed = counts.failed
+        + other_failures
+        + u64::from(failed_step(TESTS) && host_failed == 0)
+        + u64::from(failed_step(GUEST) && guest_failed == 0);
     if counts.ignored > 0 {
         println!(
             "{} passed, {} failed, {} skipped",
