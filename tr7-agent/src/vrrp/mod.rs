@@ -4,7 +4,9 @@
 //! returned [`Action`]s. See docs/vrrp.md for the design and its reasons.
 
 pub mod checksum;
+pub mod io;
 pub mod packet;
+pub mod socket;
 pub mod state;
 pub mod timers;
 
@@ -13,6 +15,8 @@ pub use packet::{
     AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, check_ip_header,
     virtual_mac,
 };
+pub use io::{Driver, DriverConfig, DriverError, IoCounters, Ownership, Status};
+pub use socket::{SocketError, VrrpSocket, link_local_v6};
 pub use state::{
     Action, AnnounceReason, Config, ConfigError, Counters, DropCounters, DropReason, Reason, State,
     Vrrp,
