@@ -66,10 +66,16 @@ impl Ownership for Recorder {
         self.0.lock().unwrap().push((Instant::now(), Event::Own));
     }
     fn release(&mut self, _from: State, to: State, _reason: Reason) {
-        self.0.lock().unwrap().push((Instant::now(), Event::Release(to)));
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), Event::Release(to)));
     }
     fn announce(&mut self, _reason: AnnounceReason) {
-        self.0.lock().unwrap().push((Instant::now(), Event::Announce));
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), Event::Announce));
     }
 }
 
@@ -86,7 +92,11 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 fn holds_for(span: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < span {
-        assert!(cond(), "stopped holding after {:?}: {what}", start.elapsed());
+        assert!(
+            cond(),
+            "stopped holding after {:?}: {what}",
+            start.elapsed()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -107,7 +117,12 @@ fn start(ns: &str, iface: &str, config: Config, checksum: ChecksumMode) -> Node 
         },
         events.clone(),
     )
-    .unwrap_or_else(|e| panic!("start VRRP on {iface} in {ns}: {}", tr7_tests::error_chain(&e)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "start VRRP on {iface} in {ns}: {}",
+            tr7_tests::error_chain(&e)
+        )
+    });
     Node { driver, events }
 }
 
@@ -149,11 +164,20 @@ fn ipv4_multicast_election_and_priority_zero_release() {
     // Master_Down_Interval (multicast has no fast takeover: other backups may listen).
     let (_lab, a, b) = pair("m4");
     let vip = IpAddr::V4(VIP4);
-    let high = start(&a, "va", config(200, v4(1), vip, &[]), ChecksumMode::PseudoHeader);
-    let low = start(&b, "vb", config(100, v4(2), vip, &[]), ChecksumMode::PseudoHeader);
+    let high = start(
+        &a,
+        "va",
+        config(200, v4(1), vip, &[]),
+        ChecksumMode::PseudoHeader,
+    );
+    let low = start(
+        &b,
+        "vb",
+        config(100, v4(2), vip, &[]),
+        ChecksumMode::PseudoHeader,
+    );
     wait_for(Duration::from_secs(3), "A master, B following A", || {
-        high.driver.state() == State::Master
-            && low.driver.status().master == Some((v4(1), 200))
+        high.driver.state() == State::Master && low.driver.status().master == Some((v4(1), 200))
     });
     holds_for(3 * INTERVAL, "B stays backup", || {
         low.driver.state() == State::Backup
@@ -163,11 +187,16 @@ fn ipv4_multicast_election_and_priority_zero_release() {
     let last = high.driver.shutdown();
     assert_eq!(last.state, State::Initialize);
     assert_eq!(last.vrrp.priority_zero_sent, 1);
-    wait_for(Duration::from_secs(1), "B master after A's priority 0", || {
-        low.events.first_since(Event::Own, stop).is_some()
-    });
+    wait_for(
+        Duration::from_secs(1),
+        "B master after A's priority 0",
+        || low.events.first_since(Event::Own, stop).is_some(),
+    );
     let took = low.events.first_since(Event::Own, stop).unwrap() - stop;
-    eprintln!("multicast IPv4 priority-0 takeover: {took:?} (skew {:?})", skew(100));
+    eprintln!(
+        "multicast IPv4 priority-0 takeover: {took:?} (skew {:?})",
+        skew(100)
+    );
     assert!(took >= skew(100) - Duration::from_millis(15), "{took:?}");
     assert!(took < master_down(100) - INTERVAL, "{took:?}");
     let s = low.driver.status();
@@ -189,8 +218,18 @@ fn ipv6_multicast_election_from_link_local() {
     let la = IpAddr::V6(link_local_v6(Some(&a), "va").unwrap());
     let lb = IpAddr::V6(link_local_v6(Some(&b), "vb").unwrap());
     let vip = IpAddr::V6(VIP6);
-    let low = start(&a, "va", config(100, la, vip, &[]), ChecksumMode::PseudoHeader);
-    let high = start(&b, "vb", config(200, lb, vip, &[]), ChecksumMode::PseudoHeader);
+    let low = start(
+        &a,
+        "va",
+        config(100, la, vip, &[]),
+        ChecksumMode::PseudoHeader,
+    );
+    let high = start(
+        &b,
+        "vb",
+        config(200, lb, vip, &[]),
+        ChecksumMode::PseudoHeader,
+    );
     wait_for(Duration::from_secs(3), "B master, A following B", || {
         high.driver.state() == State::Master && low.driver.status().master == Some((lb, 200))
     });
@@ -200,11 +239,16 @@ fn ipv6_multicast_election_from_link_local() {
 
     let stop = Instant::now();
     let last = high.driver.shutdown();
-    wait_for(Duration::from_secs(1), "A master after B's priority 0", || {
-        low.events.first_since(Event::Own, stop).is_some()
-    });
+    wait_for(
+        Duration::from_secs(1),
+        "A master after B's priority 0",
+        || low.events.first_since(Event::Own, stop).is_some(),
+    );
     let took = low.events.first_since(Event::Own, stop).unwrap() - stop;
-    eprintln!("multicast IPv6 priority-0 takeover: {took:?} (skew {:?})", skew(100));
+    eprintln!(
+        "multicast IPv6 priority-0 takeover: {took:?} (skew {:?})",
+        skew(100)
+    );
     assert!(took < master_down(100) - INTERVAL, "{took:?}");
     let s = low.driver.status();
     assert_eq!(s.vrrp.priority_zero_received, 1);
@@ -222,7 +266,12 @@ fn ipv4_unicast_fast_takeover_preemption_and_kill() {
     let vip = IpAddr::V4(VIP4);
     let cfg_a = config(200, v4(1), vip, &[v4(2)]);
     let high = start(&a, "va", cfg_a.clone(), ChecksumMode::PseudoHeader);
-    let low = start(&b, "vb", config(100, v4(2), vip, &[v4(1)]), ChecksumMode::PseudoHeader);
+    let low = start(
+        &b,
+        "vb",
+        config(100, v4(2), vip, &[v4(1)]),
+        ChecksumMode::PseudoHeader,
+    );
     wait_for(Duration::from_secs(3), "A master, B following A", || {
         high.driver.state() == State::Master && low.driver.status().master == Some((v4(1), 200))
     });
@@ -230,11 +279,16 @@ fn ipv4_unicast_fast_takeover_preemption_and_kill() {
     // Shutdown: fast takeover.
     let stop = Instant::now();
     high.driver.shutdown();
-    wait_for(Duration::from_secs(1), "B master after A's priority 0", || {
-        low.events.first_since(Event::Own, stop).is_some()
-    });
+    wait_for(
+        Duration::from_secs(1),
+        "B master after A's priority 0",
+        || low.events.first_since(Event::Own, stop).is_some(),
+    );
     let took = low.events.first_since(Event::Own, stop).unwrap() - stop;
-    eprintln!("unicast fast takeover on priority 0: {took:?} (skew would be {:?})", skew(100));
+    eprintln!(
+        "unicast fast takeover on priority 0: {took:?} (skew would be {:?})",
+        skew(100)
+    );
     assert!(took < skew(100) / 2, "{took:?}");
 
     // A comes back and preempts after its Master_Down_Interval.
@@ -243,13 +297,20 @@ fn ipv4_unicast_fast_takeover_preemption_and_kill() {
     wait_for(Duration::from_secs(3), "A preempts B", || {
         high.driver.state() == State::Master && low.driver.state() == State::Backup
     });
-    eprintln!("preemption by the returning higher priority: {:?}", back.elapsed());
+    eprintln!(
+        "preemption by the returning higher priority: {:?}",
+        back.elapsed()
+    );
 
     // Kill: no priority 0, B waits its Master_Down_Interval from A's last advert.
     std::thread::sleep(2 * INTERVAL);
     let kill = Instant::now();
     let last = high.driver.abandon();
-    assert_eq!(last.state, State::Master, "abandon sends nothing and releases nothing");
+    assert_eq!(
+        last.state,
+        State::Master,
+        "abandon sends nothing and releases nothing"
+    );
     wait_for(Duration::from_secs(2), "B master after A died", || {
         low.events.first_since(Event::Own, kill).is_some()
     });
@@ -258,10 +319,18 @@ fn ipv4_unicast_fast_takeover_preemption_and_kill() {
         "takeover after a silent death: {took:?} (Master_Down_Interval {:?})",
         master_down(100)
     );
-    assert!(took >= master_down(100) - INTERVAL - Duration::from_millis(10), "{took:?}");
+    assert!(
+        took >= master_down(100) - INTERVAL - Duration::from_millis(10),
+        "{took:?}"
+    );
     assert!(took <= master_down(100) + INTERVAL, "{took:?}");
     assert_clean_wire(&low.driver.status());
-    assert!(high.events.events().iter().all(|(_, e)| *e != Event::Release(State::Initialize)));
+    assert!(
+        high.events
+            .events()
+            .iter()
+            .all(|(_, e)| *e != Event::Release(State::Initialize))
+    );
 }
 
 #[test]
@@ -282,8 +351,18 @@ fn ipv4_unicast_advert_from_non_peer_is_dropped() {
     lab.addr(&b, "vb", "192.0.2.2/24");
     lab.addr(&c, "vc", "192.0.2.99/24");
     let vip = IpAddr::V4(VIP4);
-    let high = start(&a, "va", config(200, v4(1), vip, &[v4(2)]), ChecksumMode::PseudoHeader);
-    let low = start(&b, "vb", config(100, v4(2), vip, &[v4(1)]), ChecksumMode::PseudoHeader);
+    let high = start(
+        &a,
+        "va",
+        config(200, v4(1), vip, &[v4(2)]),
+        ChecksumMode::PseudoHeader,
+    );
+    let low = start(
+        &b,
+        "vb",
+        config(100, v4(2), vip, &[v4(1)]),
+        ChecksumMode::PseudoHeader,
+    );
     wait_for(Duration::from_secs(3), "A master, B following A", || {
         high.driver.state() == State::Master && low.driver.status().master == Some((v4(1), 200))
     });
@@ -291,19 +370,29 @@ fn ipv4_unicast_advert_from_non_peer_is_dropped() {
     let forger = VrrpSocket::open(Some(&c), "vc", Family::V4, false).unwrap();
     let forged = Advertisement::new(VRID, 254, INTERVAL_CS, vec![vip]).unwrap();
     for dst in [v4(1), v4(2)] {
-        let bytes = forged.encode(v4(99), dst, ChecksumMode::PseudoHeader).unwrap();
+        let bytes = forged
+            .encode(v4(99), dst, ChecksumMode::PseudoHeader)
+            .unwrap();
         for _ in 0..5 {
             forger.send(&bytes, v4(99), dst).unwrap();
         }
     }
-    wait_for(Duration::from_secs(1), "both count 5 forged adverts", || {
-        high.driver.status().vrrp.dropped.not_unicast_peer == 5
-            && low.driver.status().vrrp.dropped.not_unicast_peer == 5
-    });
+    wait_for(
+        Duration::from_secs(1),
+        "both count 5 forged adverts",
+        || {
+            high.driver.status().vrrp.dropped.not_unicast_peer == 5
+                && low.driver.status().vrrp.dropped.not_unicast_peer == 5
+        },
+    );
     holds_for(2 * INTERVAL, "nothing changes", || {
         high.driver.state() == State::Master && low.driver.status().master == Some((v4(1), 200))
     });
-    assert_eq!(high.driver.status().vrrp.became_backup, 1, "only the startup transition");
+    assert_eq!(
+        high.driver.status().vrrp.became_backup,
+        1,
+        "only the startup transition"
+    );
     assert_clean_wire(&high.driver.status());
 }
 
@@ -360,7 +449,17 @@ vrrp_instance tr7 {{
         .unwrap();
         let log = fs::File::create(dir.join("log")).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, "keepalived", "-n", "-l", "-D", "-P", "-f"])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+            ])
             .arg(&conf)
             .arg("-p")
             .arg(dir.join("keepalived.pid"))
@@ -384,7 +483,16 @@ vrrp_instance tr7 {{
     /// Whether keepalived is master: the VIP is on its interface.
     fn is_master(&self) -> bool {
         let out = Command::new("ip")
-            .args(["-n", &self.ns, "-4", "-o", "addr", "show", "dev", &self.iface])
+            .args([
+                "-n",
+                &self.ns,
+                "-4",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                &self.iface,
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP4}/32"))
@@ -408,7 +516,10 @@ vrrp_instance tr7 {{
             std::thread::sleep(Duration::from_millis(10));
         }
         self.child = Some(child);
-        panic!("keepalived did not exit within 5 s of SIGTERM:\n{}", self.log());
+        panic!(
+            "keepalived did not exit within 5 s of SIGTERM:\n{}",
+            self.log()
+        );
     }
 }
 
@@ -451,24 +562,41 @@ fn keepalived_interop_ipv4_unicast() {
     let (_lab, t, k) = keepalived_pair("ka");
     let vip = IpAddr::V4(VIP4);
     let mut keepalived = Keepalived::start(&k, "vk", 100, "192.0.2.2", "192.0.2.1");
-    let tr7 = start(&t, "vt", config(200, v4(1), vip, &[v4(2)]), ChecksumMode::PseudoHeader);
+    let tr7 = start(
+        &t,
+        "vt",
+        config(200, v4(1), vip, &[v4(2)]),
+        ChecksumMode::PseudoHeader,
+    );
     wait_for(Duration::from_secs(5), "TR7 master", || {
         tr7.driver.state() == State::Master
     });
-    wait_for(Duration::from_secs(2), "keepalived backup", || !keepalived.is_master());
+    wait_for(Duration::from_secs(2), "keepalived backup", || {
+        !keepalived.is_master()
+    });
     holds_for(5 * INTERVAL, "TR7 alone is master", || {
         tr7.driver.state() == State::Master && !keepalived.is_master()
     });
 
     let stop = Instant::now();
     let last = tr7.driver.shutdown();
-    wait_for(Duration::from_secs(2), "keepalived master after TR7's priority 0", || {
-        keepalived.is_master()
-    });
-    eprintln!("keepalived took over from TR7's shutdown in {:?}", stop.elapsed());
+    wait_for(
+        Duration::from_secs(2),
+        "keepalived master after TR7's priority 0",
+        || keepalived.is_master(),
+    );
+    eprintln!(
+        "keepalived took over from TR7's shutdown in {:?}",
+        stop.elapsed()
+    );
     assert_clean_wire(&last);
 
-    let tr7 = start(&t, "vt", config(50, v4(1), vip, &[v4(2)]), ChecksumMode::PseudoHeader);
+    let tr7 = start(
+        &t,
+        "vt",
+        config(50, v4(1), vip, &[v4(2)]),
+        ChecksumMode::PseudoHeader,
+    );
     wait_for(Duration::from_secs(2), "TR7 follows keepalived", || {
         tr7.driver.status().master == Some((v4(2), 100))
     });
@@ -480,14 +608,19 @@ fn keepalived_interop_ipv4_unicast() {
         "keepalived's IPv4 VRRPv3 checksum: pseudo-header {}, message-only {}",
         s.io.checksum_pseudo_header, s.io.checksum_message_only
     );
-    assert!(s.io.checksum_pseudo_header > 0 && s.io.checksum_message_only == 0, "{s:?}");
+    assert!(
+        s.io.checksum_pseudo_header > 0 && s.io.checksum_message_only == 0,
+        "{s:?}"
+    );
     assert_clean_wire(&s);
 
     let term = Instant::now();
     keepalived.terminate();
-    wait_for(Duration::from_secs(1), "TR7 master after keepalived's SIGTERM", || {
-        tr7.events.first_since(Event::Own, term).is_some()
-    });
+    wait_for(
+        Duration::from_secs(1),
+        "TR7 master after keepalived's SIGTERM",
+        || tr7.events.first_since(Event::Own, term).is_some(),
+    );
     let took = tr7.events.first_since(Event::Own, term).unwrap() - term;
     let s = tr7.driver.status();
     eprintln!("TR7 took over from keepalived's SIGTERM in {took:?}");
@@ -503,7 +636,12 @@ fn keepalived_interop_keepalived_wins_with_higher_priority() {
     // Master_Down_Interval.
     let (_lab, t, k) = keepalived_pair("kb");
     let vip = IpAddr::V4(VIP4);
-    let tr7 = start(&t, "vt", config(100, v4(1), vip, &[v4(2)]), ChecksumMode::PseudoHeader);
+    let tr7 = start(
+        &t,
+        "vt",
+        config(100, v4(1), vip, &[v4(2)]),
+        ChecksumMode::PseudoHeader,
+    );
     wait_for(Duration::from_secs(2), "TR7 master alone", || {
         tr7.driver.state() == State::Master
     });
@@ -517,12 +655,53 @@ fn keepalived_interop_keepalived_wins_with_higher_priority() {
 
     let kill = Instant::now();
     drop(keepalived);
-    wait_for(Duration::from_secs(2), "TR7 master after keepalived died", || {
-        tr7.events.first_since(Event::Own, kill).is_some()
-    });
+    wait_for(
+        Duration::from_secs(2),
+        "TR7 master after keepalived died",
+        || tr7.events.first_since(Event::Own, kill).is_some(),
+    );
     let took = tr7.events.first_since(Event::Own, kill).unwrap() - kill;
     eprintln!("TR7 took over from a killed keepalived in {took:?}");
-    assert!(took >= master_down(100) - INTERVAL - Duration::from_millis(10), "{took:?}");
+    assert!(
+        took >= master_down(100) - INTERVAL - Duration::from_millis(10),
+        "{took:?}"
+    );
     assert!(took <= master_down(100) + INTERVAL, "{took:?}");
     assert_clean_wire(&tr7.driver.status());
+}
+
+#[test]
+fn keepalived_and_the_rfc_9568_message_only_checksum() {
+    // Proves why TR7 sends the IPv4 pseudo-header checksum by default: keepalived
+    // 2.2.7 (VRRPv3, strict checksum) rejects RFC 9568's message-only form, so against
+    // a TR7 master that sends it, keepalived never hears a master and becomes a second
+    // one. TR7 still hears keepalived (we accept both forms) and keeps its own claim
+    // because its priority is higher.
+    let (_lab, t, k) = keepalived_pair("kc");
+    let vip = IpAddr::V4(VIP4);
+    let keepalived = Keepalived::start(&k, "vk", 100, "192.0.2.2", "192.0.2.1");
+    let tr7 = start(
+        &t,
+        "vt",
+        config(200, v4(1), vip, &[v4(2)]),
+        ChecksumMode::MessageOnly,
+    );
+    wait_for(Duration::from_secs(5), "TR7 master", || {
+        tr7.driver.state() == State::Master
+    });
+    wait_for(Duration::from_secs(3), "keepalived master as well", || {
+        keepalived.is_master()
+    });
+    holds_for(5 * INTERVAL, "two masters", || {
+        keepalived.is_master() && tr7.driver.state() == State::Master
+    });
+    let s = tr7.driver.status();
+    eprintln!("TR7 (message-only) against keepalived: {s:?}");
+    let log = keepalived.log();
+    assert!(
+        log.contains("Invalid VRRPv3 checksum"),
+        "keepalived log:\n{log}"
+    );
+    assert!(s.io.checksum_pseudo_header > 0, "{s:?}");
+    assert_clean_wire(&s);
 }

@@ -144,9 +144,12 @@ impl Driver {
             }
         };
         let (wake, wake_rx) = UnixStream::pair().map_err(thread_err("create a socket pair"))?;
-        wake_rx
-            .set_nonblocking(true)
-            .map_err(thread_err("set the socket pair non-blocking"))?;
+        // Both ends non-blocking: the handle must never wait on a stuck thread, and
+        // the thread drains the doorbell until it is empty.
+        for end in [&wake, &wake_rx] {
+            end.set_nonblocking(true)
+                .map_err(thread_err("set the socket pair non-blocking"))?;
+        }
         let (commands, commands_rx) = mpsc::channel();
         let status = Arc::new(Mutex::new(Status {
             state: vrrp.state(),
@@ -223,10 +226,10 @@ impl Driver {
             return;
         }
         // A full pipe already holds a wake-up; the byte is only a doorbell.
-        if let Err(error) = (&self.wake).write(&[1]) {
-            if error.kind() != io::ErrorKind::WouldBlock {
-                warn!(iface = %self.iface, %error, "cannot wake the VRRP driver thread");
-            }
+        if let Err(error) = (&self.wake).write(&[1])
+            && error.kind() != io::ErrorKind::WouldBlock
+        {
+            warn!(iface = %self.iface, %error, "cannot wake the VRRP driver thread");
         }
     }
 
@@ -473,9 +476,8 @@ impl<O: Ownership> Shell<O> {
 }
 
 fn ready(fd: &PollFd<'_>) -> bool {
-    fd.revents().is_some_and(|r| {
-        r.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP)
-    })
+    fd.revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 /// The `poll` timeout until `deadline`, rounded up to whole milliseconds: rounding
@@ -509,6 +511,9 @@ mod tests {
             PollTimeout::try_from(3u32).unwrap()
         );
         // A deadline in the past fires at once.
-        assert_eq!(poll_timeout(Some(now), now + Duration::from_secs(1)), PollTimeout::ZERO);
+        assert_eq!(
+            poll_timeout(Some(now), now + Duration::from_secs(1)),
+            PollTimeout::ZERO
+        );
     }
 }

@@ -141,12 +141,8 @@ impl VrrpSocket {
             Family::V4 => Domain::IPV4,
             Family::V6 => Domain::IPV6,
         };
-        let socket = Socket::new(
-            domain,
-            Type::RAW,
-            Some(Protocol::from(i32::from(PROTOCOL))),
-        )
-        .map_err(setup("create a raw IP protocol 112 socket"))?;
+        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(PROTOCOL))))
+            .map_err(setup("create a raw IP protocol 112 socket"))?;
         // Only this interface's packets, and ours leave only through it.
         socket
             .bind_device(Some(iface.as_bytes()))
@@ -169,7 +165,10 @@ impl VrrpSocket {
                     .map_err(setup("clear IP_MULTICAST_ALL"))?;
                 if join_group {
                     socket
-                        .join_multicast_v4_n(&MULTICAST_V4, &InterfaceIndexOrAddress::Index(ifindex))
+                        .join_multicast_v4_n(
+                            &MULTICAST_V4,
+                            &InterfaceIndexOrAddress::Index(ifindex),
+                        )
                         .map_err(setup("join 224.0.0.18"))?;
                 }
             }
@@ -254,7 +253,9 @@ impl VrrpSocket {
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 let info = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr { s6_addr: s.octets() },
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: s.octets(),
+                    },
                     ipi6_ifindex: self.ifindex,
                 };
                 // Link-local and link-scope multicast destinations need the zone.
@@ -326,7 +327,8 @@ impl VrrpSocket {
         if header_len < 20 || len < header_len {
             return Err(short());
         }
-        let addr = |at: usize| Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3]);
+        let addr =
+            |at: usize| Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3]);
         Ok(Some(Received {
             ttl: packet[8],
             protocol: packet[9],
@@ -410,11 +412,10 @@ fn needs_scope(addr: Ipv6Addr) -> bool {
 
 /// The index of `iface` in the calling thread's namespace.
 fn interface_index(iface: &str) -> Result<u32, SocketError> {
-    nix::net::if_::if_nametoindex(iface)
-        .map_err(|source| SocketError::NoInterface {
-            iface: iface.to_owned(),
-            source,
-        })
+    nix::net::if_::if_nametoindex(iface).map_err(|source| SocketError::NoInterface {
+        iface: iface.to_owned(),
+        source,
+    })
 }
 
 /// The IPv6 link-local address of `iface` in namespace `netns`: the source of its IPv6
