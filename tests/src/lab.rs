@@ -66,6 +66,19 @@ impl Lab {
         ip(&["-n", b_ns, "link", "set", b, "up"]);
     }
 
+    /// A bridge `name` in `ns`, up: the shared segment of labs with more than two nodes.
+    pub fn bridge(&self, ns: &str, name: &str) {
+        ip(&["-n", ns, "link", "add", name, "type", "bridge"]);
+        ip(&["-n", ns, "link", "set", name, "up"]);
+    }
+
+    /// A veth pair from `a` in `a_ns` to port `port` of bridge `bridge` in `bridge_ns`,
+    /// both ends up.
+    pub fn veth_to_bridge(&self, a_ns: &str, a: &str, bridge_ns: &str, port: &str, bridge: &str) {
+        self.veth(a_ns, a, bridge_ns, port);
+        ip(&["-n", bridge_ns, "link", "set", port, "master", bridge]);
+    }
+
     /// Adds an address; IPv6 ones without duplicate address detection, so they are usable
     /// at once.
     pub fn addr(&self, ns: &str, dev: &str, cidr: &str) {

@@ -19,6 +19,8 @@ pub const PACKAGES: &[&str] = &[
     "procps",
     // Dissects the VRRP packets of tr7::vrrp in its golden-byte test.
     "tshark",
+    // The other VRRP implementation of the interop tests (tests/tests/vrrp_wire.rs).
+    "keepalived",
 ];
 
 /// `cargo xtask setup`: every step, reporting each.

@@ -4,15 +4,19 @@
 //! returned [`Action`]s. See docs/vrrp.md for the design and its reasons.
 
 pub mod checksum;
+pub mod io;
 pub mod packet;
+pub mod socket;
 pub mod state;
 pub mod timers;
 
 pub use checksum::ChecksumMode;
+pub use io::{Driver, DriverConfig, DriverError, IoCounters, Ownership, Status};
 pub use packet::{
     AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, check_ip_header,
     virtual_mac,
 };
+pub use socket::{SocketError, VrrpSocket, link_local_v6};
 pub use state::{
     Action, AnnounceReason, Config, ConfigError, Counters, DropCounters, DropReason, Reason, State,
     Vrrp,
