@@ -99,6 +99,17 @@ impl Lab {
             .unwrap_or_else(|e| panic!("ip netns exec {ns} {}: {e}", cmd.join(" ")))
     }
 
+    /// Sets a sysctl inside namespace `ns` (/proc/sys/net shows the namespace of the
+    /// process reading it, so `ip netns exec` is enough), panicking when it fails.
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
+        let out = self.exec(ns, &["sysctl", "-q", "-w", &format!("{key}={value}")]);
+        assert!(
+            out.status.success(),
+            "sysctl {key}={value} in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The MAC address of `dev` in `ns`.
     pub fn mac(&self, ns: &str, dev: &str) -> String {
         let out = self.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);

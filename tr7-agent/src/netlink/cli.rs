@@ -291,18 +291,21 @@ pub fn diag_report(args: &DiagArgs) -> Result<(u8, String), ReconcileError> {
     Ok((u8::from(!ok), text))
 }
 
-/// Runs `tr7 diag`: exit 0 when nothing is wrong, 1 when a cause is found, 2 when no
-/// diagnosis could be made (the file unreadable or invalid, an unknown node or VIP, the
-/// kernel not observable).
-pub fn run_diag(args: &DiagArgs) -> ExitCode {
+/// What `tr7 diag` does, as values: (exit status, standard output, standard error). 0 when
+/// nothing is wrong (warnings may be shown), 1 when a cause is found, 2 when no diagnosis
+/// could be made (the file unreadable or invalid, an unknown node or VIP, the kernel not
+/// observable).
+pub fn diag_outcome(args: &DiagArgs) -> (u8, String, String) {
     match diag_report(args) {
-        Ok((code, text)) => {
-            print!("{text}");
-            ExitCode::from(code)
-        }
-        Err(error) => {
-            eprintln!("tr7: {error}");
-            ExitCode::from(2)
-        }
+        Ok((code, text)) => (code, text, String::new()),
+        Err(error) => (2, String::new(), format!("tr7: {error}\n")),
     }
+}
+
+/// Runs `tr7 diag`.
+pub fn run_diag(args: &DiagArgs) -> ExitCode {
+    let (code, out, err) = diag_outcome(args);
+    print!("{out}");
+    eprint!("{err}");
+    ExitCode::from(code)
 }

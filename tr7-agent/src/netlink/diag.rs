@@ -283,7 +283,11 @@ impl<'a> Diag<'a> {
             );
             return;
         };
-        if have.kind.kernel_kind() != want.kind.kernel_kind() {
+        // A declared ethernet port is whatever link has its name (a veth plays one in
+        // labs, a macvlan or a virtual NIC in guests), as `plan` accepts it.
+        if !matches!(want.kind, DesiredKind::Ethernet)
+            && have.kind.kernel_kind() != want.kind.kernel_kind()
+        {
             self.push(
                 Code::WrongKind,
                 id,
