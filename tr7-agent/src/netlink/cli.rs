@@ -162,6 +162,15 @@ pub fn make_plan(args: &PlanArgs) -> Result<(String, Plan), ReconcileError> {
     Ok((node, p))
 }
 
+/// Observes the file's namespaces `names` on a private runtime: for callers without one
+/// (benchmarks, tests).
+pub fn observe_blocking(
+    target: &Target,
+    names: &[Option<String>],
+) -> Result<observe::Observed, ReconcileError> {
+    Ok(runtime()?.block_on(observe::observe(target, names))?)
+}
+
 /// Applies `plan` on a private runtime: for callers without one (the CLI, tests).
 pub fn apply_blocking(
     plan: &Plan,
@@ -261,7 +270,7 @@ pub fn make_diagnosis(args: &DiagArgs) -> Result<(String, Vec<Finding>), Reconci
     let target = Target {
         root: args.netns.clone(),
     };
-    let seen = runtime()?.block_on(observe::observe(&target, &want.namespaces()))?;
+    let seen = runtime()?.block_on(observe::observe_for_diag(&target, &want.namespaces()))?;
     let findings = diag::diagnose(&view, &seen, args.vip)?;
     Ok((node, findings))
 }

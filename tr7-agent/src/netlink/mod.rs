@@ -25,6 +25,7 @@ pub use diag::{Code, DiagError, Finding, Severity, diagnose};
 pub use observe::{
     AddressFlags, BondInfo, BondPortInfo, Ipv4Conf, LinkKind, NudState, ObserveError, Observed,
     ObservedAddress, ObservedLink, ObservedNamespace, ObservedNeighbour, VlanInfo, observe,
+    observe_for_diag,
 };
 pub use plan::{Action, Conflict, ConflictKind, Options, Plan, Step, plan};
 

@@ -310,6 +310,24 @@ impl Observed {
 /// namespaces by `target`. A named namespace that does not exist is reported as absent; the
 /// namespace standing in for the host must exist.
 pub async fn observe(target: &Target, names: &[Option<String>]) -> Result<Observed, ObserveError> {
+    observe_facts(target, names, false).await
+}
+
+/// [`observe`], plus the neighbour tables and the IPv4 ARP and reverse-path sysctls that
+/// diagnosis needs. Planning does without them: reading three sysctl files per link costs
+/// more than the link dump itself at 1,000 links.
+pub async fn observe_for_diag(
+    target: &Target,
+    names: &[Option<String>],
+) -> Result<Observed, ObserveError> {
+    observe_facts(target, names, true).await
+}
+
+async fn observe_facts(
+    target: &Target,
+    names: &[Option<String>],
+    diag_facts: bool,
+) -> Result<Observed, ObserveError> {
     if let Some(root) = &target.root
         && !netns::exists(root)
     {
@@ -331,17 +349,21 @@ pub async fn observe(target: &Target, names: &[Option<String>]) -> Result<Observ
         let handle = conn::connect(kernel_ns)?;
         let label = super::ns_label(kernel_ns);
         let (links, addresses) = dump(&handle, label).await?;
-        let neighbours = dump_neighbours(&handle, label).await?;
-        let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
-        let sysctls = netns::within(kernel_ns, || read_ipv4_conf(&names))
-            .map_err(|e| ObserveError::Sysctl {
-                ns: label.to_owned(),
-                source: Box::new(e),
-            })?
-            .map_err(|e| ObserveError::Sysctl {
-                ns: label.to_owned(),
-                source: Box::new(e),
-            })?;
+        let (neighbours, sysctls) = if diag_facts {
+            let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+            let sysctls = netns::within(kernel_ns, || read_ipv4_conf(&names))
+                .map_err(|e| ObserveError::Sysctl {
+                    ns: label.to_owned(),
+                    source: Box::new(e),
+                })?
+                .map_err(|e| ObserveError::Sysctl {
+                    ns: label.to_owned(),
+                    source: Box::new(e),
+                })?;
+            (dump_neighbours(&handle, label).await?, sysctls)
+        } else {
+            Default::default()
+        };
         namespaces.push(ObservedNamespace {
             name: name.clone(),
             exists: true,
