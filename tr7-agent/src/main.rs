@@ -26,6 +26,8 @@ enum Command {
     Plan(tr7::netlink::cli::PlanArgs),
     /// Make the kernel match the file: links, MTUs, MACs, membership, addresses.
     Apply(tr7::netlink::cli::ApplyArgs),
+    /// "VIP is up but no traffic": name every cause in the kernel state, with its fix.
+    Diag(tr7::netlink::cli::DiagArgs),
     /// Drive the XDP/TC data plane by hand.
     Dataplane(cli::dataplane::DataplaneArgs),
 }
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Schema(args) => tr7::config::cli::run_schema(args),
         Command::Plan(args) => tr7::netlink::cli::run_plan(args),
         Command::Apply(args) => tr7::netlink::cli::run_apply(args),
+        Command::Diag(args) => Ok(tr7::netlink::cli::run_diag(args)),
         Command::Dataplane(args) => cli::dataplane::run(args),
     };
     match result {

@@ -11,6 +11,9 @@ enum Bench {
     Dataplane,
     /// Validating a 4,000-VLAN cluster file vs only reading it.
     Config,
+    /// `tr7 apply` of 1,000 interfaces with 4,000 addresses vs `ip -batch`, and a no-change
+    /// re-plan.
+    Reconcile,
 }
 
 #[derive(Args)]
@@ -30,6 +33,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let name = match args.bench {
         Bench::Dataplane => "dataplane",
         Bench::Config => "config",
+        Bench::Reconcile => "reconcile",
     };
     run::status(run::cargo().args([
         "run",

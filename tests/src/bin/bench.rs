@@ -55,7 +55,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((what, rest)) = args.split_first() else {
-        eprintln!("usage: tr7-bench dataplane|config [--repeat N] [--rounds N]");
+        eprintln!("usage: tr7-bench dataplane|config|reconcile [--repeat N] [--rounds N]");
         return ExitCode::FAILURE;
     };
     let opts = match parse_opts(rest) {
@@ -68,8 +68,11 @@ fn main() -> ExitCode {
     match what.as_str() {
         "dataplane" => dataplane(&opts),
         "config" => config(&opts),
+        "reconcile" => reconcile(&opts),
         other => {
-            eprintln!("tr7-bench: unknown benchmark `{other}` (known: dataplane, config)");
+            eprintln!(
+                "tr7-bench: unknown benchmark `{other}` (known: dataplane, config, reconcile)"
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -225,5 +228,203 @@ fn config(opts: &Opts) {
     println!(
         "  validation ratio: {:.2}x of reading",
         v as f64 / r.max(1) as f64
+    );
+}
+
+/// veth pairs of the reconcile benchmark: each host end a port of one bridge, each tenant end
+/// in one tenant namespace with `ADDRS_PER_PEER` addresses: 1,000 interfaces, 4,000
+/// addresses. IPv6 only, because the IPv4 documentation ranges hold 768 addresses.
+const PAIRS: usize = 500;
+const ADDRS_PER_PEER: usize = 8;
+
+/// The namespaces of one benchmark round, removed on drop (also on panic).
+struct BenchNetns(Vec<String>);
+
+impl BenchNetns {
+    fn add(&mut self, name: String) -> String {
+        run_ip(&["netns", "add", &name]);
+        self.0.push(name.clone());
+        name
+    }
+}
+
+impl Drop for BenchNetns {
+    fn drop(&mut self) {
+        for ns in self.0.iter().rev() {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .output();
+        }
+    }
+}
+
+fn run_ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn bench_addr(pair: usize, n: usize) -> String {
+    format!("2001:db8:{:x}::{:x}/64", 0x100 + pair, n + 1)
+}
+
+/// The cluster file: bridge br0 over v0..v499, each veth's peer pN in `tenant`.
+fn reconcile_file(tenant: &str) -> String {
+    let mut y = String::from("name: bench\nnodes: [{name: a}]\ninterfaces:\n");
+    let members: Vec<String> = (0..PAIRS).map(|i| format!("v{i}")).collect();
+    y.push_str(&format!(
+        "  - {{name: br0, type: bridge, members: [{}]}}\n",
+        members.join(", ")
+    ));
+    for i in 0..PAIRS {
+        y.push_str(&format!(
+            "  - {{name: v{i}, type: veth, peer: {tenant}/p{i}}}\n"
+        ));
+        let addrs: Vec<String> = (0..ADDRS_PER_PEER).map(|n| bench_addr(i, n)).collect();
+        y.push_str(&format!(
+            "  - {{name: p{i}, type: veth-peer, namespace: {tenant}, peer: v{i}, addresses: {{a: [{}]}}}}\n",
+            addrs.join(", ")
+        ));
+    }
+    y
+}
+
+/// The same operations as `tr7 apply` of [`reconcile_file`], as two `ip -batch` files: the
+/// host's (bridge, veths created with their peer in the tenant namespace, ports, up) and
+/// the tenant's (peers up, addresses).
+fn reconcile_batches(tenant: &str) -> (String, String) {
+    let mut host = String::from("link add br0 type bridge\n");
+    let mut ten = String::new();
+    for i in 0..PAIRS {
+        host.push_str(&format!(
+            "link add v{i} mtu 1500 type veth peer name p{i} mtu 1500 netns {tenant}\n"
+        ));
+    }
+    for i in 0..PAIRS {
+        host.push_str(&format!("link set v{i} master br0\n"));
+    }
+    host.push_str("link set br0 up\n");
+    for i in 0..PAIRS {
+        host.push_str(&format!("link set v{i} up\n"));
+        ten.push_str(&format!("link set p{i} up\n"));
+    }
+    for i in 0..PAIRS {
+        for n in 0..ADDRS_PER_PEER {
+            ten.push_str(&format!("addr add {} dev p{i}\n", bench_addr(i, n)));
+        }
+    }
+    (host, ten)
+}
+
+/// `tr7 apply` (observe + plan + apply, as library calls) of 1,000 interfaces with 4,000
+/// addresses, beside `ip -batch` doing the same in other namespaces of the same round; then
+/// a no-change re-plan (observe + plan) of the applied state.
+fn reconcile(opts: &Opts) {
+    use std::time::Instant;
+    use tr7::netlink::{Options, Target, cli, desired, plan};
+
+    let tag = std::process::id() % 100_000;
+    let mut apply_ms = Vec::new();
+    let mut batch_ms = Vec::new();
+    let mut replan_ms = Vec::new();
+    let mut plan_only_us = Vec::new();
+    let mut actions = 0;
+    for round in 0..opts.rounds {
+        let mut ns = BenchNetns(Vec::new());
+        let host = ns.add(format!("tr7b{tag}-host"));
+        let tenant = ns.add(format!("tr7b{tag}-ten"));
+        let ip_host = ns.add(format!("tr7b{tag}-iphost"));
+        let ip_tenant = ns.add(format!("tr7b{tag}-ipten"));
+
+        let text = reconcile_file(&tenant);
+        let cluster = tr7::config::parse(&text, "bench.yaml").expect("the bench file is valid");
+        let want = desired(&cluster.node_view("a").expect("node a"));
+        let target = Target {
+            root: Some(host.clone()),
+        };
+        let (host_batch, tenant_batch) = reconcile_batches(&ip_tenant);
+        let dir = std::env::temp_dir();
+        let host_file = dir.join(format!("tr7b{tag}-host.batch"));
+        let tenant_file = dir.join(format!("tr7b{tag}-ten.batch"));
+        std::fs::write(&host_file, host_batch).expect("write batch");
+        std::fs::write(&tenant_file, tenant_batch).expect("write batch");
+
+        let run_batch = || {
+            let start = Instant::now();
+            run_ip(&["-n", &ip_host, "-batch", &host_file.display().to_string()]);
+            run_ip(&[
+                "-n",
+                &ip_tenant,
+                "-batch",
+                &tenant_file.display().to_string(),
+            ]);
+            start.elapsed()
+        };
+        let run_tr7 = || {
+            let start = Instant::now();
+            let seen = cli::observe_blocking(&target, &want.namespaces()).expect("observe");
+            let p = plan(&want, &seen, Options::default());
+            let report = cli::apply_blocking(&p, &target)
+                .expect("runtime")
+                .expect("apply");
+            (start.elapsed(), report.applied.len())
+        };
+        // Alternate which goes first, so neither always meets a warmer or busier kernel.
+        let (b, (t, n)) = if round % 2 == 0 {
+            let b = run_batch();
+            (b, run_tr7())
+        } else {
+            let t = run_tr7();
+            (run_batch(), t)
+        };
+        actions = n;
+        batch_ms.push(b.as_micros() as u64);
+        apply_ms.push(t.as_micros() as u64);
+
+        let start = Instant::now();
+        let seen = cli::observe_blocking(&target, &want.namespaces()).expect("observe");
+        let planned = Instant::now();
+        let again = plan(&want, &seen, Options::default());
+        plan_only_us.push(planned.elapsed().as_micros() as u64);
+        replan_ms.push(start.elapsed().as_micros() as u64);
+        assert!(
+            again.is_empty(),
+            "re-plan after apply is not empty: {again}"
+        );
+        assert!(again.conflicts.is_empty(), "{again}");
+        let _ = std::fs::remove_file(&host_file);
+        let _ = std::fs::remove_file(&tenant_file);
+    }
+    let (a, b) = (median(apply_ms), median(batch_ms));
+    let (r, po) = (median(replan_ms), median(plan_only_us));
+    println!(
+        "{} interfaces ({PAIRS} veth pairs, host ends in one bridge), {} addresses, {} rounds (median)",
+        2 * PAIRS + 1,
+        PAIRS * ADDRS_PER_PEER,
+        opts.rounds
+    );
+    println!(
+        "  tr7 apply (observe + plan + {actions} actions): {:>8.1} ms",
+        a as f64 / 1000.0
+    );
+    println!(
+        "  ip -batch, same operations:              {:>8.1} ms",
+        b as f64 / 1000.0
+    );
+    println!(
+        "  apply ratio: {:.2}x of ip -batch (target: at most 1.50x)",
+        a as f64 / b.max(1) as f64
+    );
+    println!(
+        "  no-change re-plan (observe + plan):       {:>8.1} ms (target: under 100 ms), of which plan {:.1} ms",
+        r as f64 / 1000.0,
+        po as f64 / 1000.0
     );
 }

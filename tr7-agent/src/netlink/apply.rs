@@ -71,6 +71,7 @@ pub async fn apply(plan: &Plan, target: &Target) -> Result<ApplyReport, ApplyErr
     let mut exec = Executor {
         target,
         handles: HashMap::new(),
+        indexes: HashMap::new(),
     };
     let mut applied = Vec::with_capacity(plan.actions.len());
     for (n, action) in plan.actions.iter().enumerate() {
@@ -94,6 +95,10 @@ struct Executor<'a> {
     /// One connection per kernel namespace, opened when first needed (a namespace may be
     /// created by an earlier action of the same plan).
     handles: HashMap<Option<String>, Handle>,
+    /// ifindex by (kernel namespace, name), filled by one link dump per namespace and
+    /// refilled on a miss: asking the kernel by name for every action made a 1,000-link
+    /// apply pay one extra round trip per action.
+    indexes: HashMap<(Option<String>, String), u32>,
 }
 
 /// The kernel's errno in a netlink error, if that is what `e` is.
@@ -153,10 +158,42 @@ impl Executor<'_> {
     }
 
     async fn index(&mut self, id: &IfaceRef) -> Result<u32, String> {
-        self.find(id)
-            .await?
-            .map(|m| m.header.index)
+        let key = (
+            self.target
+                .resolve(id.namespace.as_deref())
+                .map(str::to_owned),
+            id.name.clone(),
+        );
+        if let Some(i) = self.indexes.get(&key) {
+            return Ok(*i);
+        }
+        // A miss: the link was created since the last dump (or never was). One dump refills
+        // every name of the namespace.
+        let h = self.handle(id.namespace.as_deref())?;
+        let links: Vec<LinkMessage> = h
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| kernel_text(&e))?;
+        self.indexes.retain(|(ns, _), _| *ns != key.0);
+        for m in &links {
+            let l = parse_link(m);
+            self.indexes.insert((key.0.clone(), l.name), l.ifindex);
+        }
+        self.indexes
+            .get(&key)
+            .copied()
             .ok_or_else(|| format!("{id} does not exist"))
+    }
+
+    /// Forgets the cached ifindex of `name` in both namespaces of a move.
+    fn forget(&mut self, id: &IfaceRef, to: &str) {
+        for ns in [id.namespace.as_deref(), Some(to)] {
+            let kernel_ns = self.target.resolve(ns).map(str::to_owned);
+            self.indexes.remove(&(kernel_ns, id.name.clone()));
+        }
     }
 
     async fn set(&mut self, id: &IfaceRef, msg: LinkMessage) -> Result<(), String> {
@@ -182,6 +219,7 @@ impl Executor<'_> {
                 peer,
             } => self.create(link, kind, *mtu, *mac, peer.as_ref()).await,
             Step::MoveLink { link, to } => {
+                self.forget(link, to);
                 let target_id = IfaceRef {
                     namespace: Some(to.clone()),
                     name: link.name.clone(),

@@ -1,13 +1,15 @@
-//! `tr7 plan` and `tr7 apply`: arguments, output, exit status.
+//! `tr7 plan`, `tr7 apply` and `tr7 diag`: arguments, output, exit status.
 //!
-//! The text is built by [`plan_report`] and [`apply_report`] so tests check what the
-//! operator sees; the `run_*` functions only print it.
+//! The text is built by [`plan_report`], [`apply_report`] and [`diag_report`] so tests check
+//! what the operator sees; the `run_*` functions only print it.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
 
+use super::diag::{self, Finding};
 use super::plan::{Options, Plan};
 use super::{ApplyError, ApplyReport, Target, desired, observe, plan};
 
@@ -60,6 +62,39 @@ pub enum ReconcileError {
     Observe(#[from] observe::ObserveError),
     #[error("cannot start the netlink runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Diag(#[from] diag::DiagError),
+}
+
+/// `tr7 diag FILE [VIP] [--node NAME] [--netns NS] [--format human|json]`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DiagArgs {
+    /// The cluster file.
+    pub file: PathBuf,
+    /// Only this VIP and the links on its path (its interface and every device under it).
+    pub vip: Option<IpAddr>,
+    /// This node's name in the file (default: the host name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Treat this named namespace (`ip netns`) as the node's host namespace.
+    #[arg(long, value_name = "NS")]
+    pub netns: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// The JSON document of `tr7 diag --format json`.
+#[derive(Debug, Serialize)]
+pub struct DiagDocument<'a> {
+    /// The node diagnosed.
+    pub node: &'a str,
+    /// The VIP the report is limited to, if any.
+    pub vip: Option<IpAddr>,
+    /// No error found (warnings may remain).
+    pub ok: bool,
+    /// Every finding.
+    pub findings: &'a [Finding],
 }
 
 /// The JSON document of `tr7 plan --format json`.
@@ -94,7 +129,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, ReconcileError> {
 }
 
 fn node_name(args: &PlanArgs) -> Result<String, ReconcileError> {
-    match &args.node {
+    node_or_host(args.node.as_ref())
+}
+
+fn node_or_host(node: Option<&String>) -> Result<String, ReconcileError> {
+    match node {
         Some(n) => Ok(n.clone()),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
@@ -121,6 +160,15 @@ pub fn make_plan(args: &PlanArgs) -> Result<(String, Plan), ReconcileError> {
         },
     );
     Ok((node, p))
+}
+
+/// Observes the file's namespaces `names` on a private runtime: for callers without one
+/// (benchmarks, tests).
+pub fn observe_blocking(
+    target: &Target,
+    names: &[Option<String>],
+) -> Result<observe::Observed, ReconcileError> {
+    Ok(runtime()?.block_on(observe::observe(target, names))?)
 }
 
 /// Applies `plan` on a private runtime: for callers without one (the CLI, tests).
@@ -211,4 +259,62 @@ pub fn run_apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let (code, text) = apply_report(args)?;
     print!("{text}");
     Ok(ExitCode::from(code))
+}
+
+/// Loads the file, observes the kernel and diagnoses: (node, findings).
+pub fn make_diagnosis(args: &DiagArgs) -> Result<(String, Vec<Finding>), ReconcileError> {
+    let cluster = crate::config::load(&args.file)?;
+    let node = node_or_host(args.node.as_ref())?;
+    let view = cluster.node_view(&node)?;
+    let want = desired::desired(&view);
+    let target = Target {
+        root: args.netns.clone(),
+    };
+    let seen = runtime()?.block_on(observe::observe_for_diag(&target, &want.namespaces()))?;
+    let findings = diag::diagnose(&view, &seen, args.vip)?;
+    Ok((node, findings))
+}
+
+/// Diagnoses: the exit status (0 no error, 1 an error found) and the text `tr7 diag` prints.
+pub fn diag_report(args: &DiagArgs) -> Result<(u8, String), ReconcileError> {
+    let (node, findings) = make_diagnosis(args)?;
+    let ok = !diag::has_errors(&findings);
+    let text = match args.format {
+        Format::Json => json(&DiagDocument {
+            node: &node,
+            vip: args.vip,
+            ok,
+            findings: &findings,
+        }),
+        Format::Human => {
+            let what = args
+                .vip
+                .map_or(String::new(), |v| format!(" (VIP {v} and its path)"));
+            let mut t = format!("diag for node {node}{what}: {}\n", diag::summary(&findings));
+            for f in &findings {
+                t.push_str(&format!("  {f}\n"));
+            }
+            t
+        }
+    };
+    Ok((u8::from(!ok), text))
+}
+
+/// What `tr7 diag` does, as values: (exit status, standard output, standard error). 0 when
+/// nothing is wrong (warnings may be shown), 1 when a cause is found, 2 when no diagnosis
+/// could be made (the file unreadable or invalid, an unknown node or VIP, the kernel not
+/// observable).
+pub fn diag_outcome(args: &DiagArgs) -> (u8, String, String) {
+    match diag_report(args) {
+        Ok((code, text)) => (code, text, String::new()),
+        Err(error) => (2, String::new(), format!("tr7: {error}\n")),
+    }
+}
+
+/// Runs `tr7 diag`.
+pub fn run_diag(args: &DiagArgs) -> ExitCode {
+    let (code, out, err) = diag_outcome(args);
+    print!("{out}");
+    eprint!("{err}");
+    ExitCode::from(code)
 }

@@ -3,8 +3,10 @@
 //! `desired` turns this node's part of the model into the links and addresses each namespace
 //! should have; `observe` dumps what the kernel has, through rtnetlink; `plan` compares the
 //! two without any I/O and returns ordered actions with reasons, plus conflicts it leaves
-//! alone; `apply` executes a plan. `conn` opens a netlink socket bound to one namespace, and
-//! `cli` is `tr7 plan` / `tr7 apply`. The pipeline is described in docs/reconcile.md.
+//! alone; `apply` executes a plan; `diag` compares the observation with the file and with
+//! itself and names what keeps a VIP from carrying traffic. `conn` opens a netlink socket
+//! bound to one namespace, and `cli` is `tr7 plan` / `tr7 apply` / `tr7 diag`. The pipeline
+//! is described in docs/reconcile.md.
 //!
 //! Namespaces are named as in the file: `None` is the node's root (host) namespace, which a
 //! [`Target`] may map to a named namespace standing in for the host (`--netns`).
@@ -13,14 +15,17 @@ pub mod apply;
 pub mod cli;
 pub mod conn;
 pub mod desired;
+pub mod diag;
 pub mod observe;
 pub mod plan;
 
 pub use apply::{ApplyError, ApplyReport, apply};
 pub use desired::{BondSpec, Desired, DesiredAddress, DesiredKind, DesiredLink, desired};
+pub use diag::{Code, DiagError, Finding, Severity, diagnose};
 pub use observe::{
-    AddressFlags, BondInfo, LinkKind, ObserveError, Observed, ObservedAddress, ObservedLink,
-    ObservedNamespace, VlanInfo, observe,
+    AddressFlags, BondInfo, BondPortInfo, Ipv4Conf, LinkKind, NudState, ObserveError, Observed,
+    ObservedAddress, ObservedLink, ObservedNamespace, ObservedNeighbour, VlanInfo, observe,
+    observe_for_diag,
 };
 pub use plan::{Action, Conflict, ConflictKind, Options, Plan, Step, plan};
 

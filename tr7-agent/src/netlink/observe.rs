@@ -1,20 +1,26 @@
-//! What the kernel has: links and addresses per namespace, dumped through rtnetlink.
+//! What the kernel has: links, addresses and neighbours per namespace, dumped through
+//! rtnetlink, and the IPv4 ARP and reverse-path sysctls read from /proc/sys inside each
+//! namespace.
 //!
-//! The result is plain data, so `plan()` stays pure and tests build it by hand. Kind-specific
-//! attributes (VLAN id and protocol, bond mode and options, bridge STP, veth peer) are parsed
-//! wherever the kernel reports them, also for kinds this machine cannot create.
+//! The result is plain data, so `plan()` and `diagnose()` stay pure and tests build it by
+//! hand. Kind-specific attributes (VLAN id and protocol, bond mode and options, bond port
+//! LACP state, bridge STP, veth peer) are parsed wherever the kernel reports them, also for
+//! kinds this machine cannot create.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
 use futures_util::TryStreamExt as _;
 use rtnetlink::packet_route::{
     address::{AddressAttribute, AddressFlags as KernelAddressFlags, AddressMessage},
     link::{
-        BondLacpRate, BondMode, BondXmitHashPolicy, BridgeStpState, InfoBond, InfoBridge, InfoData,
-        InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+        BondLacpRate, BondMode, BondPortState, BondXmitHashPolicy, BridgeStpState, InfoBond,
+        InfoBondPort, InfoBridge, InfoData, InfoKind, InfoPortData, InfoVlan, LacpState,
+        LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MiiStatus,
         VlanProtocol as KernelVlanProtocol,
     },
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
 };
 use serde::Serialize;
 
@@ -37,6 +43,11 @@ pub enum ObserveError {
         what: &'static str,
         source: rtnetlink::Error,
     },
+    #[error("reading IPv4 sysctls in namespace `{ns}`: {source}")]
+    Sysctl {
+        ns: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// The observed state of every namespace asked for.
@@ -57,6 +68,68 @@ pub struct ObservedNamespace {
     pub links: Vec<ObservedLink>,
     /// Addresses of every link.
     pub addresses: Vec<ObservedAddress>,
+    /// Neighbour (ARP and NDP) entries of every link, both families.
+    pub neighbours: Vec<ObservedNeighbour>,
+    /// IPv4 ARP and reverse-path sysctls by /proc/sys/net/ipv4/conf entry: `all`, `default`
+    /// and one per link name.
+    pub sysctls: BTreeMap<String, Ipv4Conf>,
+}
+
+/// One neighbour cache entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedNeighbour {
+    /// The link it is on.
+    pub ifindex: u32,
+    /// The neighbour's address.
+    pub address: IpAddr,
+    /// Its NUD state.
+    pub state: NudState,
+}
+
+/// Neighbour unreachability detection states (`ip neigh` words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NudState {
+    /// Resolution running, no answer yet.
+    Incomplete,
+    /// Confirmed reachable.
+    Reachable,
+    /// Known but unconfirmed lately.
+    Stale,
+    /// Waiting before probing.
+    Delay,
+    /// Being probed again.
+    Probe,
+    /// Resolution failed: traffic to it is dropped.
+    Failed,
+    /// No resolution needed.
+    Noarp,
+    /// Set by hand.
+    Permanent,
+    /// No state.
+    None,
+}
+
+impl fmt::Display for NudState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_uppercase))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// The IPv4 sysctls of one /proc/sys/net/ipv4/conf entry that decide whether the node
+/// answers ARP for, and accepts packets to, an address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Ipv4Conf {
+    /// `arp_ignore`.
+    pub arp_ignore: u32,
+    /// `arp_announce`.
+    pub arp_announce: u32,
+    /// `rp_filter`.
+    pub rp_filter: u32,
 }
 
 /// The kind of an observed link (`IFLA_INFO_KIND`).
@@ -123,6 +196,23 @@ pub struct ObservedLink {
     pub bond: Option<BondInfo>,
     /// Bridge spanning tree on.
     pub stp: Option<bool>,
+    /// Bond port attributes, for a link enslaved to a bond.
+    pub bond_port: Option<BondPortInfo>,
+}
+
+/// What a bond reports about one of its ports (`IFLA_INFO_PORT_DATA`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BondPortInfo {
+    /// MII status up.
+    pub mii_up: bool,
+    /// The bond uses this port (active-backup: the active one; 802.3ad: in the aggregator).
+    pub active: bool,
+    /// 802.3ad: the actor's operational state says collecting.
+    pub collecting: bool,
+    /// 802.3ad: the actor's operational state says distributing.
+    pub distributing: bool,
+    /// 802.3ad: the aggregator the port is in.
+    pub aggregator_id: Option<u16>,
 }
 
 /// VLAN attributes as the kernel reports them.
@@ -220,6 +310,24 @@ impl Observed {
 /// namespaces by `target`. A named namespace that does not exist is reported as absent; the
 /// namespace standing in for the host must exist.
 pub async fn observe(target: &Target, names: &[Option<String>]) -> Result<Observed, ObserveError> {
+    observe_facts(target, names, false).await
+}
+
+/// [`observe`], plus the neighbour tables and the IPv4 ARP and reverse-path sysctls that
+/// diagnosis needs. Planning does without them: reading three sysctl files per link costs
+/// more than the link dump itself at 1,000 links.
+pub async fn observe_for_diag(
+    target: &Target,
+    names: &[Option<String>],
+) -> Result<Observed, ObserveError> {
+    observe_facts(target, names, true).await
+}
+
+async fn observe_facts(
+    target: &Target,
+    names: &[Option<String>],
+    diag_facts: bool,
+) -> Result<Observed, ObserveError> {
     if let Some(root) = &target.root
         && !netns::exists(root)
     {
@@ -239,12 +347,30 @@ pub async fn observe(target: &Target, names: &[Option<String>]) -> Result<Observ
             continue;
         }
         let handle = conn::connect(kernel_ns)?;
-        let (links, addresses) = dump(&handle, super::ns_label(kernel_ns)).await?;
+        let label = super::ns_label(kernel_ns);
+        let (links, addresses) = dump(&handle, label).await?;
+        let (neighbours, sysctls) = if diag_facts {
+            let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+            let sysctls = netns::within(kernel_ns, || read_ipv4_conf(&names))
+                .map_err(|e| ObserveError::Sysctl {
+                    ns: label.to_owned(),
+                    source: Box::new(e),
+                })?
+                .map_err(|e| ObserveError::Sysctl {
+                    ns: label.to_owned(),
+                    source: Box::new(e),
+                })?;
+            (dump_neighbours(&handle, label).await?, sysctls)
+        } else {
+            Default::default()
+        };
         namespaces.push(ObservedNamespace {
             name: name.clone(),
             exists: true,
             links,
             addresses,
+            neighbours,
+            sysctls,
         });
     }
     Ok(Observed { namespaces })
@@ -282,6 +408,88 @@ pub async fn dump(
     Ok((links, addresses))
 }
 
+/// Neighbour entries (both families) of the namespace `handle` is bound to.
+pub async fn dump_neighbours(
+    handle: &rtnetlink::Handle,
+    ns: &str,
+) -> Result<Vec<ObservedNeighbour>, ObserveError> {
+    let msgs: Vec<NeighbourMessage> = handle
+        .neighbours()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|source| ObserveError::Dump {
+            ns: ns.to_owned(),
+            what: "neighbours",
+            source,
+        })?;
+    Ok(msgs.iter().filter_map(parse_neighbour).collect())
+}
+
+/// The typed view of one RTM_NEWNEIGH (`None` without an IPv4/IPv6 destination).
+pub fn parse_neighbour(msg: &NeighbourMessage) -> Option<ObservedNeighbour> {
+    let address = msg.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    })?;
+    let state = match msg.header.state {
+        NeighbourState::Incomplete => NudState::Incomplete,
+        NeighbourState::Reachable => NudState::Reachable,
+        NeighbourState::Stale => NudState::Stale,
+        NeighbourState::Delay => NudState::Delay,
+        NeighbourState::Probe => NudState::Probe,
+        NeighbourState::Failed => NudState::Failed,
+        NeighbourState::Noarp => NudState::Noarp,
+        NeighbourState::Permanent => NudState::Permanent,
+        _ => NudState::None,
+    };
+    Some(ObservedNeighbour {
+        ifindex: msg.header.ifindex,
+        address,
+        state,
+    })
+}
+
+/// Where the kernel shows the IPv4 per-interface settings of the reading thread's namespace.
+const IPV4_CONF: &str = "/proc/sys/net/ipv4/conf";
+
+/// Reads `arp_ignore`, `arp_announce` and `rp_filter` of `all`, `default` and each link in
+/// `names`. Must run on a thread inside the namespace: /proc/sys/net shows the reading
+/// thread's namespace. A link that vanished since the dump is skipped.
+pub fn read_ipv4_conf(names: &[&str]) -> Result<BTreeMap<String, Ipv4Conf>, std::io::Error> {
+    let read = |entry: &str, key: &str| -> Result<Option<u32>, std::io::Error> {
+        let path = format!("{IPV4_CONF}/{entry}/{key}");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{path}: {e}"))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(std::io::Error::new(e.kind(), format!("{path}: {e}"))),
+        }
+    };
+    let mut out = BTreeMap::new();
+    for entry in ["all", "default"].into_iter().chain(names.iter().copied()) {
+        let (Some(arp_ignore), Some(arp_announce), Some(rp_filter)) = (
+            read(entry, "arp_ignore")?,
+            read(entry, "arp_announce")?,
+            read(entry, "rp_filter")?,
+        ) else {
+            continue;
+        };
+        out.insert(
+            entry.to_owned(),
+            Ipv4Conf {
+                arp_ignore,
+                arp_announce,
+                rp_filter,
+            },
+        );
+    }
+    Ok(out)
+}
+
 /// The typed view of one RTM_NEWLINK.
 pub fn parse_link(msg: &LinkMessage) -> ObservedLink {
     let flags = msg.header.flags;
@@ -300,6 +508,7 @@ pub fn parse_link(msg: &LinkMessage) -> ObservedLink {
         vlan: None,
         bond: None,
         stp: None,
+        bond_port: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -348,6 +557,9 @@ fn parse_info(infos: &[LinkInfo], link: &mut ObservedLink) {
                 link.vlan = Some(vlan);
             }
             LinkInfo::Data(InfoData::Bond(attrs)) => link.bond = Some(parse_bond(attrs)),
+            LinkInfo::PortData(InfoPortData::BondPort(attrs)) => {
+                link.bond_port = Some(parse_bond_port(attrs));
+            }
             LinkInfo::Data(InfoData::Bridge(attrs)) => {
                 for a in attrs {
                     if let InfoBridge::StpState(s) = a {
@@ -397,6 +609,23 @@ fn parse_bond(attrs: &[InfoBond]) -> BondInfo {
         }
     }
     bond
+}
+
+fn parse_bond_port(attrs: &[InfoBondPort]) -> BondPortInfo {
+    let mut port = BondPortInfo::default();
+    for a in attrs {
+        match a {
+            InfoBondPort::MiiStatus(s) => port.mii_up = matches!(s, MiiStatus::Up),
+            InfoBondPort::BondPortState(s) => port.active = matches!(s, BondPortState::Active),
+            InfoBondPort::AdAggregatorId(id) => port.aggregator_id = Some(*id),
+            InfoBondPort::AdActorOperPortState(s) => {
+                port.collecting = s.contains(LacpState::COLLECTING);
+                port.distributing = s.contains(LacpState::DISTRIBUTING);
+            }
+            _ => {}
+        }
+    }
+    port
 }
 
 /// The typed view of one RTM_NEWADDR (`None` for families other than IPv4/IPv6).

@@ -955,6 +955,7 @@ mod tests {
             vlan: None,
             bond: None,
             stp: None,
+            bond_port: None,
         }
     }
 
@@ -965,6 +966,7 @@ mod tests {
                 exists: true,
                 links,
                 addresses,
+                ..Default::default()
             }],
         }
     }
@@ -1240,7 +1242,7 @@ mod tests {
             name: Some("red".into()),
             exists: true,
             links: vec![have(2, "eth0", LinkKind::Bridge, 1500)],
-            addresses: vec![],
+            ..Default::default()
         });
         let p = plan(&veth_pair(), &o, Options::default());
         assert!(p.is_empty(), "{p}");
