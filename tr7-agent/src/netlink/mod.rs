@@ -50,3 +50,12 @@ impl Target {
 pub fn ns_label(ns: Option<&str>) -> &str {
     ns.unwrap_or("host")
 }
+
+/// The name serde gives a unit enum variant (`#[serde(rename_all = ...)]` included): one
+/// spelling for Display, JSON output and docs.
+fn serde_label<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
