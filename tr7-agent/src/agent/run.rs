@@ -70,13 +70,15 @@ pub enum AgentError {
     Runtime(std::io::Error),
     #[error("cannot observe the kernel's links and addresses")]
     Observe(#[from] ObserveError),
+    // Boxed: the apply report and the data-plane errors are large, and these errors
+    // travel through every `?` of the startup.
     #[error("cannot apply the topology")]
-    Apply(#[from] netlink::ApplyError),
+    Apply(#[source] Box<netlink::ApplyError>),
     #[error("data plane on `{iface}`")]
     Dataplane {
         iface: String,
         #[source]
-        source: DataplaneError,
+        source: Box<DataplaneError>,
     },
     #[error("interface `{iface}` slot {slot}: no {family} address to send VRRP adverts from")]
     NoSource {
@@ -149,7 +151,10 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
     // 3. Maps, heartbeat, every VIP not owned.
     let dp_err = |iface: &str| {
         let iface = iface.to_owned();
-        move |source| AgentError::Dataplane { iface, source }
+        move |source| AgentError::Dataplane {
+            iface,
+            source: Box::new(source),
+        }
     };
     let mut maps = dataplane::create_maps(&args.pin_dir).map_err(dp_err("(maps)"))?;
     let fence = vip_ifaces
@@ -297,7 +302,9 @@ fn apply_topology(
         info!("topology: nothing to change");
         return Ok(());
     }
-    let report = runtime.block_on(netlink::apply(&plan, target))?;
+    let report = runtime
+        .block_on(netlink::apply(&plan, target))
+        .map_err(|e| AgentError::Apply(Box::new(e)))?;
     for action in &report.applied {
         info!(%action, "topology changed");
     }
@@ -357,7 +364,7 @@ fn start_driver(
         vips,
         maps: Maps::open(&args.pin_dir).map_err(|source| AgentError::Dataplane {
             iface: iface.clone(),
-            source,
+            source: Box::new(source),
         })?,
         announcer,
     };
