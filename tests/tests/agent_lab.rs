@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use tr7::agent::heartbeat::monotonic_ns;
 use tr7::dataplane::Maps;
 use tr7_tests::{bpf::PinDir, lab::Lab};
 
@@ -338,6 +339,7 @@ fn election_reachability_and_kill_9_takeover() {
     // node-b follows the master slot at priority 100.
     let limit = master_down(100) + Duration::from_millis(250);
     let killed = Instant::now();
+    let killed_ns = monotonic_ns();
     s.a.kill9();
     wait_for(
         limit,
@@ -371,6 +373,24 @@ fn election_reachability_and_kill_9_takeover() {
     assert!(
         s.a.owns_all(&MASTER_VIPS),
         "node-a's map changed after its death"
+    );
+    // When node-a's fence withdrew its claim, from the last heartbeat it wrote: the ARP
+    // check below must run after it, and the distance to node-b's takeover is the window
+    // in which both nodes claimed the master list.
+    let fence = Maps::open(&s.a.pins.path)
+        .and_then(|m| m.fence())
+        .expect("read node-a's fence");
+    let fenced_ns = fence.heartbeat_ns + fence.interval_ns;
+    let fenced_after = Duration::from_nanos(fenced_ns.saturating_sub(killed_ns));
+    let now_ns = monotonic_ns();
+    if fenced_ns > now_ns {
+        std::thread::sleep(Duration::from_nanos(fenced_ns - now_ns + 1_000_000));
+    }
+    eprintln!(
+        "kill -9: node-a's data plane fenced {fenced_after:?} after the kill (fence {:?}); \
+         both claimed for {:?}",
+        Duration::from_nanos(fence.interval_ns),
+        fenced_after.saturating_sub(takeover)
     );
     s.assert_arp_from(&[
         (MASTER_VIPS[0], s.node_b.as_str()),
