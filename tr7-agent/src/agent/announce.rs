@@ -13,6 +13,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -71,15 +73,19 @@ pub struct Announcer {
     sender: Sender,
     burst: Burst,
     /// The rounds after the first run on this thread, so the VRRP driver's thread is not
-    /// held up by the pacing.
-    repeats: Option<mpsc::Sender<()>>,
+    /// held up by the pacing. Each request carries the generation it belongs to.
+    repeats: Option<mpsc::Sender<u64>>,
+    /// Bumped by [`Announcer::cancel`]: the worker drops the rest of a burst whose
+    /// generation is no longer current, so a node that has just lost mastership stops
+    /// speaking for the VIPs (the TC guard would drop those frames anyway).
+    generation: Arc<AtomicU64>,
     worker: Option<JoinHandle<()>>,
 }
 
 /// One AF_PACKET socket bound to nothing, and the interface's address to send to.
 #[derive(Clone)]
 struct Sender {
-    socket: std::sync::Arc<Socket>,
+    socket: Arc<Socket>,
     to: LinkAddr,
 }
 
@@ -154,7 +160,7 @@ impl Announcer {
             })
             .collect();
         let sender = Sender {
-            socket: std::sync::Arc::new(socket),
+            socket: Arc::new(socket),
             to: link,
         };
         let burst = Burst {
@@ -175,6 +181,7 @@ impl Announcer {
             sender,
             burst,
             repeats: None,
+            generation: Arc::new(AtomicU64::new(0)),
             worker: None,
         })
     }
@@ -191,19 +198,29 @@ impl Announcer {
         }
     }
 
+    /// Drops the rounds of the current burst that are not sent yet (on release).
+    pub fn cancel(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn repeat(&mut self) {
         if self.repeats.is_none() {
-            let (tx, rx) = mpsc::channel::<()>();
+            let (tx, rx) = mpsc::channel::<u64>();
             let sender = self.sender.clone();
             let frames = self.frames.clone();
             let iface = self.iface.clone();
             let burst = self.burst;
+            let generation = self.generation.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("announce-{iface}"))
                 .spawn(move || {
-                    while rx.recv().is_ok() {
+                    while let Ok(wanted) = rx.recv() {
                         for _ in 1..burst.count {
                             std::thread::sleep(burst.pacing);
+                            if generation.load(Ordering::SeqCst) != wanted {
+                                debug!(%iface, "announcement burst cancelled");
+                                break;
+                            }
                             for (vip, frame) in &frames {
                                 sender.send(&iface, *vip, frame);
                             }
@@ -222,7 +239,7 @@ impl Announcer {
             }
         }
         if let Some(tx) = &self.repeats {
-            let _ = tx.send(());
+            let _ = tx.send(self.generation.load(Ordering::SeqCst));
         }
     }
 }

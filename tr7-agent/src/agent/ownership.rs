@@ -58,6 +58,7 @@ impl Ownership for SlotOwnership {
 
     fn release(&mut self, from: State, to: State, reason: Reason) {
         let failed = self.write(false);
+        self.announcer.cancel();
         info!(
             iface = %self.iface, slot = %self.slot.as_str(), family = %self.family,
             vrid = self.vrid, old = %from, new = %to, %reason,
