@@ -272,6 +272,17 @@ impl Setup {
         })
     }
 
+    /// The client's neighbour cache: the MAC it has for `vip`, if any.
+    fn neighbour(&self, vip: &str) -> Option<String> {
+        let out = self
+            .lab
+            .exec(&self.client, &["ip", "neigh", "show", vip, "dev", "eth0"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "lladdr")?;
+        words.next().map(str::to_lowercase)
+    }
+
     fn ping(&self, vip: &str) -> bool {
         self.lab
             .exec(&self.client, &["ping", "-c", "1", "-W", "1", vip])
@@ -353,6 +364,20 @@ fn election_reachability_and_kill_9_takeover() {
         "kill -9: node-b owned every VIP after {takeover:?} (Master_Down_Interval {:?})",
         master_down(100)
     );
+    // The announcement moved the client: its neighbour entries for the master list point
+    // at node-b within 200 ms (without the gratuitous ARP / unsolicited NA the entry
+    // would keep node-a's MAC until it went stale, tens of seconds).
+    let mac_b = s.lab.mac(&s.node_b, "eth0");
+    for vip in MASTER_VIPS {
+        let moved = wait_for(
+            Duration::from_millis(200),
+            "the client's neighbour entry follows the announcement",
+            || s.neighbour(vip).is_some_and(|m| m == mac_b),
+        );
+        eprintln!(
+            "kill -9: client's neighbour entry for {vip} on node-b's MAC {moved:?} after the takeover was seen"
+        );
+    }
     wait_for(
         Duration::from_secs(5),
         "ping to the master VIP resumes",
