@@ -2,6 +2,7 @@
 //!
 //! The library owns everything the `tr7` binary does; the binary is a thin CLI over it.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dataplane;

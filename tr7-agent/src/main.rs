@@ -1,5 +1,6 @@
 //! The `tr7` command: a thin CLI over the library.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -30,17 +31,26 @@ enum Command {
     Diag(tr7::netlink::cli::DiagArgs),
     /// Drive the XDP/TC data plane by hand.
     Dataplane(cli::dataplane::DataplaneArgs),
+    /// Run this node: apply the topology, attach the data plane, run VRRP, own VIPs.
+    Agent(tr7::agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon's transitions are its record; the one-shot commands stay quiet.
+    let default_level = match cli.command {
+        Command::Agent(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a daemon's log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TR7_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    let cli = Cli::parse();
     let result = match &cli.command {
         Command::Validate(args) => tr7::config::cli::run_validate(args),
         Command::Schema(args) => tr7::config::cli::run_schema(args),
@@ -48,6 +58,9 @@ fn main() -> ExitCode {
         Command::Apply(args) => tr7::netlink::cli::run_apply(args),
         Command::Diag(args) => Ok(tr7::netlink::cli::run_diag(args)),
         Command::Dataplane(args) => cli::dataplane::run(args),
+        Command::Agent(args) => tr7::agent::run(args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

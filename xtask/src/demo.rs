@@ -2,7 +2,8 @@
 //! lab of network namespaces stands in: a client and a node joined by a veth pair, with
 //! documentation addresses only. The node carries four VIPs; the data plane makes it answer
 //! for the ones it owns and stay silent for the others, and a single map write moves one.
-//! The lab and the pins are removed at the end, also when a step fails.
+//! The lab and the pins are removed at the end, also when a step fails. The second part
+//! (`demo_agents.rs`) runs two real agents and moves VIPs between them.
 
 use std::{path::Path, process::Command};
 
@@ -208,6 +209,8 @@ pub fn run() -> anyhow::Result<()> {
             failures.join("; ")
         );
     }
-    println!("\ndemo passed: the node answered exactly for the VIPs it owns");
+    println!("\ndata plane passed: the node answered exactly for the VIPs it owns");
+    crate::demo_agents::run(&bin)?;
+    println!("\ndemo passed");
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod build;
 mod demo;
+mod demo_agents;
 mod run;
 mod setup;
 mod test;

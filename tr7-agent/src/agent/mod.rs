@@ -1,0 +1,30 @@
+//! `tr7 agent`: the daemon that runs one node of the cluster. It turns the cluster file
+//! into kernel state, attaches the data plane, runs one VRRP virtual router per
+//! (interface, slot, address family), and on each transition writes the ownership map and
+//! announces. docs/agent.md describes what it does and what it does not do yet.
+//!
+//! One file per job: `run` wires everything and waits for a signal, `ownership` is what a
+//! transition does to the data plane, `announce` builds and sends the gratuitous ARP /
+//! unsolicited NA burst, `heartbeat` keeps the data plane's liveness fence fresh.
+
+pub mod announce;
+pub mod heartbeat;
+pub mod ownership;
+pub mod run;
+
+pub use announce::{AnnounceError, Announcer, Burst};
+pub use heartbeat::Heartbeat;
+pub use ownership::SlotOwnership;
+pub use run::{AgentArgs, AgentError, run};
+
+/// An error and all its sources, `: `-separated, for log fields.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}
