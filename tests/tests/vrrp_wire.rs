@@ -145,14 +145,20 @@ fn assert_clean_wire(status: &Status) {
     assert!(io.decode_dropped.is_empty(), "{status:?}");
 }
 
-/// Two namespaces on a veth, addresses .1 and .2 (and their link-locals).
+/// Two namespaces `a` and `b` on a veth (`va`, `vb`), addresses .1 and .2 (and their
+/// link-locals).
 fn pair(tag: &str) -> (Lab, String, String) {
+    two_on_a_veth(tag, ("a", "va"), ("b", "vb"))
+}
+
+/// Two namespaces joined by a veth whose ends carry 192.0.2.1 and 192.0.2.2.
+fn two_on_a_veth(tag: &str, one: (&str, &str), two: (&str, &str)) -> (Lab, String, String) {
     let mut lab = Lab::new(tag);
-    let a = lab.netns("a");
-    let b = lab.netns("b");
-    lab.veth(&a, "va", &b, "vb");
-    lab.addr(&a, "va", "192.0.2.1/24");
-    lab.addr(&b, "vb", "192.0.2.2/24");
+    let a = lab.netns(one.0);
+    let b = lab.netns(two.0);
+    lab.veth(&a, one.1, &b, two.1);
+    lab.addr(&a, one.1, "192.0.2.1/24");
+    lab.addr(&b, two.1, "192.0.2.2/24");
     (lab, a, b)
 }
 
@@ -543,13 +549,7 @@ impl Drop for Keepalived {
 
 /// TR7 in namespace `t` (192.0.2.1 on vt), keepalived in `k` (192.0.2.2 on vk).
 fn keepalived_pair(tag: &str) -> (Lab, String, String) {
-    let mut lab = Lab::new(tag);
-    let t = lab.netns("t");
-    let k = lab.netns("k");
-    lab.veth(&t, "vt", &k, "vk");
-    lab.addr(&t, "vt", "192.0.2.1/24");
-    lab.addr(&k, "vk", "192.0.2.2/24");
-    (lab, t, k)
+    two_on_a_veth(tag, ("t", "vt"), ("k", "vk"))
 }
 
 #[test]
