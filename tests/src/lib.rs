@@ -3,6 +3,7 @@
 //! private bpffs directory so tests never touch a real deployment's pins.
 
 pub mod bpf;
+pub mod cluster_lab;
 pub mod lab;
 pub mod packet;
 

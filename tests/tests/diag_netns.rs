@@ -2,18 +2,21 @@
 //! `tr7 apply` the diagnosis is clean, then each cause this kernel can produce (no VLAN or
 //! bond here) is provoked by hand and must be named with its exact code and exit status 1.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tr7::netlink::cli::{ApplyArgs, DiagArgs, Format, PlanArgs, apply_report, diag_outcome};
-use tr7_tests::lab::{Lab, ip};
+use tr7_tests::{cluster_lab::BridgeLab, lab::ip};
 
-struct Setup {
-    lab: Lab,
-    host: String,
-    red: String,
-    file: PathBuf,
+/// The shared bridge lab ([`BridgeLab`]) with a gateway check, applied, and this file's
+/// helpers.
+struct Setup(BridgeLab);
+
+impl std::ops::Deref for Setup {
+    type Target = BridgeLab;
+    fn deref(&self) -> &BridgeLab {
+        &self.0
+    }
 }
 
 /// One finding as the JSON output carries it.
@@ -25,54 +28,12 @@ struct Seen {
     message: String,
 }
 
-/// The lab of reconcile_netns.rs, plus an IPv4 gateway check whose target has no host
-/// behind it: a host namespace with port `eth1` (its veth's far end `wire`, undeclared, plays
-/// the switch), bridge br0 (MTU 9000) over eth1 and veth-red, veth-red's peer `eth0` in a
-/// tenant namespace TR7 creates, IPv4+IPv6 addresses and VIPs.
+/// The bridge lab with an IPv4 gateway check whose target has no host behind it, applied.
 fn setup(tag: &str) -> Setup {
-    let mut lab = Lab::new(tag);
-    let host = lab.netns("host");
-    let red = lab.reserve("red");
-    ip(&[
-        "-n", &host, "link", "add", "eth1", "type", "veth", "peer", "name", "wire",
-    ]);
+    let b = BridgeLab::new(tag, true);
     // The switch side is up, so eth1 has carrier once TR7 sets it up.
-    ip(&["-n", &host, "link", "set", "wire", "up"]);
-    let yaml = format!(
-        "\
-name: lab
-nodes: [{{name: a}}, {{name: b}}]
-interfaces:
-  - {{name: eth1, type: ethernet, mtu: 9000}}
-  - name: br0
-    type: bridge
-    members: [eth1, veth-red]
-    mtu: 9000
-    addresses:
-      a: [192.0.2.2/24, 2001:db8::2/64]
-      b: [192.0.2.3/24, 2001:db8::3/64]
-    vips:
-      master: [{{address: 192.0.2.10}}, {{address: 2001:db8::10}}]
-    gateway:
-      ipv4: {{target: 192.0.2.1}}
-  - {{name: veth-red, type: veth, peer: {red}/eth0, mtu: 9000}}
-  - name: eth0
-    type: veth-peer
-    namespace: {red}
-    peer: veth-red
-    mtu: 9000
-    addresses:
-      a: [198.51.100.2/24, 2001:db8:1::2/64]
-"
-    );
-    let file = std::env::temp_dir().join(format!("{host}-diag.yaml"));
-    std::fs::write(&file, yaml).expect("write cluster file");
-    let s = Setup {
-        lab,
-        host,
-        red,
-        file,
-    };
+    ip(&["-n", &b.host, "link", "set", "wire", "up"]);
+    let s = Setup(b);
     let (code, out) = apply_report(&ApplyArgs {
         plan: PlanArgs {
             file: s.file.clone(),
@@ -88,12 +49,6 @@ interfaces:
     s.lab
         .proc_sys(&s.host, "net/ipv4/conf/all/arp_announce", "2");
     s
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-    }
 }
 
 impl Setup {

@@ -2,65 +2,25 @@
 //! removes: a namespace stands in for the node's host namespace (`--netns`), a veth end
 //! plays the ethernet port, and the tenant namespace is created by TR7 itself.
 
-use std::path::PathBuf;
-
 use tr7::netlink::cli::{ApplyArgs, Format, PlanArgs, apply_blocking, apply_report, make_plan};
 use tr7::netlink::{Step, Target};
-use tr7_tests::lab::{Lab, ip};
+use tr7_tests::{cluster_lab::BridgeLab, lab::ip};
 
-struct Setup {
-    // Held for its Drop: removes the namespaces, TR7's tenant namespace included.
-    _lab: Lab,
-    host: String,
-    red: String,
-    file: PathBuf,
+/// The shared bridge lab ([`BridgeLab`]), with this file's helpers.
+struct Setup(BridgeLab);
+
+impl std::ops::Deref for Setup {
+    type Target = BridgeLab;
+    fn deref(&self) -> &BridgeLab {
+        &self.0
+    }
 }
 
-/// A host namespace with a port `eth1` (one end of a veth whose other end `wire` the file
-/// does not declare), and a cluster file: bridge br0 (MTU 9000) over eth1 and veth-red,
-/// veth-red's peer `eth0` in a tenant namespace, IPv4+IPv6 addresses and VIPs.
 fn setup(tag: &str) -> Setup {
-    let mut lab = Lab::new(tag);
-    let host = lab.netns("host");
-    let red = lab.reserve("red");
-    ip(&[
-        "-n", &host, "link", "add", "eth1", "type", "veth", "peer", "name", "wire",
-    ]);
+    let b = BridgeLab::new(tag, false);
     // An up port: enslaving it must take it down first.
-    ip(&["-n", &host, "link", "set", "eth1", "up"]);
-    let yaml = format!(
-        "\
-name: lab
-nodes: [{{name: a}}, {{name: b}}]
-interfaces:
-  - {{name: eth1, type: ethernet, mtu: 9000}}
-  - name: br0
-    type: bridge
-    members: [eth1, veth-red]
-    mtu: 9000
-    addresses:
-      a: [192.0.2.2/24, 2001:db8::2/64]
-      b: [192.0.2.3/24, 2001:db8::3/64]
-    vips:
-      master: [{{address: 192.0.2.10}}, {{address: 2001:db8::10}}]
-  - {{name: veth-red, type: veth, peer: {red}/eth0, mtu: 9000}}
-  - name: eth0
-    type: veth-peer
-    namespace: {red}
-    peer: veth-red
-    mtu: 9000
-    addresses:
-      a: [198.51.100.2/24, 2001:db8:1::2/64]
-"
-    );
-    let file = std::env::temp_dir().join(format!("{host}.yaml"));
-    std::fs::write(&file, yaml).expect("write cluster file");
-    Setup {
-        _lab: lab,
-        host,
-        red,
-        file,
-    }
+    ip(&["-n", &b.host, "link", "set", "eth1", "up"]);
+    Setup(b)
 }
 
 impl Setup {
@@ -101,12 +61,6 @@ impl Setup {
                     .collect()
             })
             .unwrap_or_default()
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
     }
 }
 
