@@ -52,6 +52,22 @@ fn setup(tag: &str) -> Setup {
 }
 
 impl Setup {
+    /// Deletes the IPv6 VIP from br0 and adds it back without `nodad`, so it goes through
+    /// duplicate address detection.
+    fn readd_vip6_with_dad(&self) {
+        for op in ["del", "add"] {
+            ip(&[
+                "-n",
+                &self.host,
+                "addr",
+                op,
+                "2001:db8::10/128",
+                "dev",
+                "br0",
+            ]);
+        }
+    }
+
     fn args(&self, vip: Option<&str>) -> DiagArgs {
         DiagArgs {
             file: self.file.clone(),
@@ -196,24 +212,7 @@ fn vip_tentative() {
     s.clean();
     s.lab
         .proc_sys(&s.host, "net/ipv6/conf/br0/dad_transmits", "60");
-    ip(&[
-        "-n",
-        &s.host,
-        "addr",
-        "del",
-        "2001:db8::10/128",
-        "dev",
-        "br0",
-    ]);
-    ip(&[
-        "-n",
-        &s.host,
-        "addr",
-        "add",
-        "2001:db8::10/128",
-        "dev",
-        "br0",
-    ]);
+    s.readd_vip6_with_dad();
     let (_, f) = s.expect("vip-tentative", "br0", Duration::ZERO);
     assert_eq!(f.len(), 1, "{f:#?}");
 }
@@ -237,24 +236,7 @@ fn vip_dadfailed() {
         "0",
     ]);
     s.lab.addr(&s.red, "eth0", "2001:db8::10/128");
-    ip(&[
-        "-n",
-        &s.host,
-        "addr",
-        "del",
-        "2001:db8::10/128",
-        "dev",
-        "br0",
-    ]);
-    ip(&[
-        "-n",
-        &s.host,
-        "addr",
-        "add",
-        "2001:db8::10/128",
-        "dev",
-        "br0",
-    ]);
+    s.readd_vip6_with_dad();
     s.expect("vip-dadfailed", "br0", Duration::from_secs(5));
 }
 
