@@ -33,6 +33,8 @@ enum Command {
     Dataplane(cli::dataplane::DataplaneArgs),
     /// Run this node: apply the topology, attach the data plane, run VRRP, own VIPs.
     Agent(tr7::agent::AgentArgs),
+    /// Ask the running agent what each virtual router does: state, priority, master, VIPs.
+    Status(cli::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => tr7::netlink::cli::run_apply(args),
         Command::Diag(args) => Ok(tr7::netlink::cli::run_diag(args)),
         Command::Dataplane(args) => cli::dataplane::run(args),
+        Command::Status(args) => cli::status::run(args),
         Command::Agent(args) => tr7::agent::run(args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),

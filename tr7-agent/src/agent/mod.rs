@@ -5,17 +5,23 @@
 //!
 //! One file per job: `run` wires everything and waits for a signal, `ownership` is what a
 //! transition does to the data plane, `announce` builds and sends the gratuitous ARP /
-//! unsolicited NA burst, `heartbeat` keeps the data plane's liveness fence fresh.
+//! unsolicited NA burst, `heartbeat` keeps the data plane's liveness fence fresh,
+//! `status` is the report `tr7 status` shows, `control` the root-only socket it is asked
+//! over, `metrics` the Prometheus `/metrics` endpoint built from the same report.
 
 pub mod announce;
+pub mod control;
 pub mod heartbeat;
+pub mod metrics;
 pub mod ownership;
 pub mod run;
+pub mod status;
 
 pub use announce::{AnnounceError, Announcer, Burst};
 pub use heartbeat::Heartbeat;
 pub use ownership::SlotOwnership;
 pub use run::{AgentArgs, AgentError, run};
+pub use status::{SignalState, SignalStatus, StatusReport};
 
 /// An error and all its sources, `: `-separated, for log fields.
 pub(crate) fn chain(error: &dyn std::error::Error) -> String {

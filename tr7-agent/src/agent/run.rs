@@ -16,13 +16,16 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use super::announce::{AnnounceError, Announcer, Burst};
+use super::control::{self, ControlError, ControlSocket};
+use super::metrics::{self, MetricsError, MetricsListen};
+use super::status::{Catalog, Reporter, SnapshotReply};
 use super::heartbeat::Heartbeat;
 use super::ownership::SlotOwnership;
 use crate::config::{Checksum, NodeInterface, NodeSlot};
@@ -55,6 +58,13 @@ pub struct AgentArgs {
     /// XDP mode of the gate.
     #[arg(long, value_enum, default_value_t)]
     pub xdp_mode: XdpAttachMode,
+    /// The root-only control socket `tr7 status` asks (directory 0700, socket 0600).
+    #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
+    /// Where GET /metrics (Prometheus text format) is served, in the node's host namespace
+    /// (`--netns`); `off` serves none.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = metrics::DEFAULT_LISTEN)]
+    pub metrics: MetricsListen,
 }
 
 /// Why the agent did not start.
@@ -90,6 +100,10 @@ pub enum AgentError {
     Driver(#[from] DriverError),
     #[error(transparent)]
     Announce(#[from] AnnounceError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// One interface that carries VIPs: where it is and its data-plane scope.
@@ -116,6 +130,7 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
         .map_err(AgentError::Runtime)?;
 
     let started = Instant::now();
+    let started_wall = SystemTime::now();
     let cluster = crate::config::load(&args.config)?;
     let node = match &args.node {
         Some(n) => n.clone(),
@@ -131,6 +146,14 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
     };
     info!(cluster = %cluster.name, %node, file = %args.config.display(),
         netns = ?args.netns, pin_dir = %args.pin_dir.display(), "agent starting");
+    // Before any kernel change: the control socket is also the guard against a second
+    // agent of this node, and a bad --metrics address must change nothing.
+    let mut control = ControlSocket::bind(&args.control_socket)?;
+    let metrics_listener = args
+        .metrics
+        .0
+        .map(|addr| metrics::bind(addr, args.netns.as_deref()))
+        .transpose()?;
 
     // Scopes are the interface's position in the file, plus one: stable across restarts
     // of the same file, so a restarted agent finds its VIP entries where it left them.
@@ -238,12 +261,38 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
         "agent running"
     );
 
+    // `tr7 status` and /metrics ask the loop below for its routers (status::Reporter).
+    let (snapshot_tx, mut snapshots) = tokio::sync::mpsc::channel::<SnapshotReply>(16);
+    let catalog = Catalog::new(vip_ifaces.iter().map(|v| (v.iface, v.place)));
+    let reporter = Reporter {
+        cluster: cluster.name.clone(),
+        node: node.clone(),
+        started: started_wall,
+        pin_dir: args.pin_dir.clone(),
+        requests: snapshot_tx,
+    };
+    runtime.spawn(control.serve(reporter.clone()));
+    if let Some(listener) = metrics_listener {
+        runtime.spawn(metrics::serve(listener, reporter));
+    }
+
     let which = runtime.block_on(async {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                Some(reply) = snapshots.recv() => {
+                    let routers = drivers
+                        .iter()
+                        .map(|(iface, slot, _, driver)| catalog.router(iface, *slot, driver))
+                        .collect();
+                    let _ = reply.send(routers);
+                }
+            }
         }
     });
+    // From here `tr7 status` says the agent is not running.
+    drop(control);
     info!(
         signal = which,
         "stopping: priority 0 adverts, VIPs released"

@@ -2,3 +2,4 @@
 //! user goes to stdout; logs go to stderr through tracing.
 
 pub mod dataplane;
+pub mod status;

@@ -18,7 +18,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use thiserror::Error;
@@ -95,6 +95,17 @@ pub struct IoCounters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub state: State,
+    /// When the machine entered `state`, on the monotonic clock and on the wall clock
+    /// (for `tr7 status`; computed once per transition, so it does not jitter).
+    pub state_since: Instant,
+    pub state_since_wall: SystemTime,
+    /// The configured priority (as changed by [`Driver::set_priority`]).
+    pub priority: u8,
+    /// The priority advertised and compared with (the fault priority while faulted).
+    pub effective_priority: u8,
+    pub faulted: bool,
+    /// RFC 9568 6.1 Master_Adver_Interval: ours in Master, the master's in Backup.
+    pub master_adver_interval_cs: u16,
     /// The master a backup follows, and its priority.
     pub master: Option<(IpAddr, u8)>,
     pub vrrp: Counters,
@@ -113,6 +124,7 @@ enum Command {
 /// A running virtual router. Dropping it is [`Driver::shutdown`].
 pub struct Driver {
     iface: String,
+    config: DriverConfig,
     commands: mpsc::Sender<Command>,
     wake: UnixStream,
     status: Arc<Mutex<Status>>,
@@ -153,6 +165,12 @@ impl Driver {
         let (commands, commands_rx) = mpsc::channel();
         let status = Arc::new(Mutex::new(Status {
             state: vrrp.state(),
+            state_since: vrrp.state_since(),
+            state_since_wall: wall_clock(vrrp.state_since()),
+            priority: vrrp.config().priority,
+            effective_priority: vrrp.effective_priority(),
+            faulted: vrrp.is_faulted(),
+            master_adver_interval_cs: vrrp.master_adver_interval_cs(),
             master: None,
             vrrp: vrrp.counters().clone(),
             io: IoCounters::default(),
@@ -180,6 +198,7 @@ impl Driver {
             .map_err(thread_err("spawn the driver thread"))?;
         Ok(Self {
             iface,
+            config,
             commands,
             wake,
             status,
@@ -193,6 +212,12 @@ impl Driver {
 
     pub fn state(&self) -> State {
         lock(&self.status).state
+    }
+
+    /// The configuration the driver was started with (the priority may have changed
+    /// since: [`Status::priority`] has the current one).
+    pub fn config(&self) -> &DriverConfig {
+        &self.config
     }
 
     /// Changes the configured priority (1-255); a zero is refused by the machine and
@@ -468,11 +493,25 @@ impl<O: Ownership> Shell<O> {
     fn publish(&self, stopped: bool) {
         let mut status = lock(&self.status);
         status.state = self.vrrp.state();
+        if status.state_since != self.vrrp.state_since() {
+            status.state_since = self.vrrp.state_since();
+            status.state_since_wall = wall_clock(status.state_since);
+        }
+        status.priority = self.vrrp.config().priority;
+        status.effective_priority = self.vrrp.effective_priority();
+        status.faulted = self.vrrp.is_faulted();
+        status.master_adver_interval_cs = self.vrrp.master_adver_interval_cs();
         status.master = self.vrrp.master();
         status.vrrp = self.vrrp.counters().clone();
         status.io = self.io.clone();
         status.stopped = stopped;
     }
+}
+
+/// The wall-clock time of a monotonic instant in the past.
+fn wall_clock(at: Instant) -> SystemTime {
+    let ago = Instant::now().saturating_duration_since(at);
+    SystemTime::now().checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn ready(fd: &PollFd<'_>) -> bool {
