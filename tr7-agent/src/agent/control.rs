@@ -457,9 +457,9 @@ mod tests {
         std::mem::forget(first);
         let err = query(&path, Duration::from_secs(1)).unwrap_err();
         assert!(matches!(err, ControlError::NotListening { .. }), "{err}");
-        let stale = std::fs::symlink_metadata(&path).unwrap().ino();
         let second = ControlSocket::bind(&path).expect("stale socket replaced");
-        assert_ne!(std::fs::symlink_metadata(&path).unwrap().ino(), stale);
+        StdUnixStream::connect(&path).expect("the new socket listens");
+        assert_eq!(mode(&path), 0o600);
         drop(second);
         assert!(!path.exists(), "drop removes the socket");
         let err = query(&path, Duration::from_secs(1)).unwrap_err();

@@ -767,7 +767,11 @@ mod tests {
                         let end = loop {
                             let (i, c) = chars.next().expect("label value closed");
                             match c {
-                                '\\' => v.push(chars.next().expect("escape").1),
+                                '\\' => match chars.next().expect("escape").1 {
+                                    'n' => v.push('\n'),
+                                    c @ ('\\' | '"') => v.push(c),
+                                    c => panic!("bad escape \\{c}: {line}"),
+                                },
                                 '"' => break i,
                                 c => v.push(c),
                             }
