@@ -32,6 +32,16 @@ use super::status::{Reporter, StatusReport};
 /// Where the agent listens unless `--control-socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/tr7/tr7.sock";
 
+/// The default control socket of an agent: [`DEFAULT_SOCKET`], or with `--netns NS`
+/// `/run/tr7/tr7-NS.sock`, so that the agents of a lab (one per namespace) never share
+/// one and `tr7 status --netns NS` finds the right one.
+pub fn default_socket(netns: Option<&str>) -> PathBuf {
+    match netns {
+        None => PathBuf::from(DEFAULT_SOCKET),
+        Some(ns) => PathBuf::from(format!("/run/tr7/tr7-{ns}.sock")),
+    }
+}
+
 /// The longest request line the agent reads.
 const MAX_REQUEST: usize = 256;
 /// How long a client may take to send its request.
@@ -405,6 +415,12 @@ fn parse_answer(path: &Path, answer: &[u8]) -> Result<StatusReport, ControlError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_socket_per_namespace() {
+        assert_eq!(default_socket(None), Path::new("/run/tr7/tr7.sock"));
+        assert_eq!(default_socket(Some("lab-a")), Path::new("/run/tr7/tr7-lab-a.sock"));
+    }
 
     // Proves only `status` is a request, that garbage is an error naming the known
     // requests, and that an echo of a huge request is cut short.

@@ -710,103 +710,143 @@ impl Scrape {
     }
 }
 
+/// One sample of an exposition: metric name, labels in order, value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A strict reader of the Prometheus text format 0.0.4 as `/metrics` writes it, for the
+/// tests (unit and lab) to check an exposition: every line is a `# HELP`, a `# TYPE` or a
+/// sample `name{label="value",...} number`; every sample belongs to the family of the last
+/// `# TYPE`; counters' samples end in `_total`; every family is `tr7_`-prefixed and
+/// declared once; no sample (name and labels) repeats. Returns the samples.
+pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut declared = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut current: Option<(String, String)> = None;
+    let mut samples = Vec::new();
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Err("the exposition does not end with a newline".into());
+    }
+    for line in text.lines() {
+        let bad = |why: &str| Err(format!("{why}: {line}"));
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if !valid_name(rest.split(' ').next().unwrap_or_default()) {
+                return bad("bad HELP name");
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut w = rest.split(' ');
+            let (Some(name), Some(kind), None) = (w.next(), w.next(), w.next()) else {
+                return bad("bad TYPE line");
+            };
+            if !valid_name(name) || !name.starts_with("tr7_") {
+                return bad("bad or not tr7_-prefixed TYPE name");
+            }
+            if !["counter", "gauge", "untyped", "histogram", "summary"].contains(&kind) {
+                return bad("unknown type");
+            }
+            if !declared.insert(name.to_owned()) {
+                return bad("family declared twice");
+            }
+            current = Some((name.to_owned(), kind.to_owned()));
+            continue;
+        }
+        if line.starts_with('#') {
+            return bad("unexpected comment");
+        }
+        let Some((head, value)) = line.rsplit_once(' ') else {
+            return bad("sample without a value");
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            return bad("bad value");
+        };
+        let (name, labels) = match head.split_once('{') {
+            None => (head, Vec::new()),
+            Some((name, rest)) => {
+                let Some(mut body) = rest.strip_suffix('}') else {
+                    return bad("labels do not end with }");
+                };
+                let mut labels = Vec::new();
+                while !body.is_empty() {
+                    let Some((key, r)) = body.split_once("=\"") else {
+                        return bad("label is not key=\"value\"");
+                    };
+                    if !valid_name(key) || key.contains(':') {
+                        return bad("bad label name");
+                    }
+                    let mut value = String::new();
+                    let mut chars = r.char_indices();
+                    let end = loop {
+                        match chars.next() {
+                            None => return bad("label value not closed"),
+                            Some((_, '\\')) => match chars.next() {
+                                Some((_, 'n')) => value.push('\n'),
+                                Some((_, c @ ('\\' | '"'))) => value.push(c),
+                                _ => return bad("bad escape in a label value"),
+                            },
+                            Some((i, '"')) => break i,
+                            Some((_, c)) => value.push(c),
+                        }
+                    };
+                    labels.push((key.to_owned(), value));
+                    body = &r[end + 1..];
+                    body = body.strip_prefix(',').unwrap_or(body);
+                }
+                (name, labels)
+            }
+        };
+        let Some((family, kind)) = current.as_ref() else {
+            return bad("sample before any TYPE");
+        };
+        if kind == "counter" && !name.ends_with("_total") {
+            return bad("counter sample without _total");
+        }
+        if name != family {
+            return bad("sample outside its family");
+        }
+        if !seen.insert(format!("{name}{labels:?}")) {
+            return bad("sample twice");
+        }
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    Ok(samples)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agent::status::tests::sample;
     use tr7_common::{Attachment, REASONS};
 
-    /// A strict reading of the Prometheus text format 0.0.4: every line is a `# HELP`, a
-    /// `# TYPE`, or a sample `name{label="value",...} number`; every sample belongs to the
-    /// family of the last `# TYPE`; counters' samples end in `_total`; no family is declared
-    /// twice and no sample (name and labels) repeats. Returns the samples.
-    pub(crate) fn parse_exposition(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
-        let valid_name = |n: &str| {
-            !n.is_empty()
-                && !n.starts_with(|c: char| c.is_ascii_digit())
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-        };
-        let mut declared = std::collections::BTreeSet::new();
-        let mut seen = std::collections::BTreeSet::new();
-        let mut current: Option<(String, String)> = None;
-        let mut samples = Vec::new();
-        assert!(text.ends_with('\n'), "exposition ends with a newline");
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split(' ').next().unwrap();
-                assert!(valid_name(name), "bad HELP name: {line}");
-                continue;
-            }
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let mut w = rest.split(' ');
-                let (name, kind) = (w.next().unwrap(), w.next().unwrap());
-                assert!(valid_name(name), "bad TYPE name: {line}");
-                assert!(
-                    ["counter", "gauge", "untyped", "histogram", "summary"].contains(&kind),
-                    "bad type: {line}"
-                );
-                assert!(declared.insert(name.to_owned()), "family twice: {name}");
-                assert!(name.starts_with("tr7_"), "not tr7_-prefixed: {name}");
-                current = Some((name.to_owned(), kind.to_owned()));
-                continue;
-            }
-            assert!(!line.starts_with('#'), "unexpected comment: {line}");
-            let (head, value) = line.rsplit_once(' ').expect("sample has a value");
-            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
-            let (name, labels) = match head.split_once('{') {
-                None => (head, Vec::new()),
-                Some((name, rest)) => {
-                    let body = rest.strip_suffix('}').expect("labels end with }");
-                    let mut labels = Vec::new();
-                    let mut s = body;
-                    while !s.is_empty() {
-                        let (k, r) = s.split_once("=\"").expect("label=\"value\"");
-                        assert!(valid_name(k) && !k.contains(':'), "bad label name {k}: {line}");
-                        let mut v = String::new();
-                        let mut chars = r.char_indices();
-                        let end = loop {
-                            let (i, c) = chars.next().expect("label value closed");
-                            match c {
-                                '\\' => match chars.next().expect("escape").1 {
-                                    'n' => v.push('\n'),
-                                    c @ ('\\' | '"') => v.push(c),
-                                    c => panic!("bad escape \\{c}: {line}"),
-                                },
-                                '"' => break i,
-                                c => v.push(c),
-                            }
-                        };
-                        labels.push((k.to_owned(), v));
-                        s = &r[end + 1..];
-                        s = s.strip_prefix(',').unwrap_or(s);
-                    }
-                    (name, labels)
-                }
-            };
-            let (family, kind) = current.as_ref().expect("sample after a TYPE");
-            if kind == "counter" {
-                assert!(name.ends_with("_total"), "counter sample without _total: {line}");
-            }
-            assert_eq!(name, family, "sample outside its family: {line}");
-            assert!(
-                seen.insert(format!("{name}{labels:?}")),
-                "sample twice: {line}"
-            );
-            samples.push((name.to_owned(), labels, value));
-        }
-        samples
-    }
-
-    fn value(samples: &[(String, Vec<(String, String)>, f64)], name: &str, want: &[(&str, &str)]) -> f64 {
+    fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
         let matching: Vec<f64> = samples
             .iter()
-            .filter(|(n, labels, _)| {
-                n == name
-                    && want
-                        .iter()
-                        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|s| s.2)
+            .filter(|s| s.name == name && want.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .map(|s| s.value)
             .collect();
         assert_eq!(matching.len(), 1, "{name} {want:?}: {matching:?}");
         matching[0]
@@ -830,7 +870,7 @@ mod tests {
         }];
         let text = render(&sample(), &attachments).unwrap();
         eprintln!("{text}");
-        let s = parse_exposition(&text);
+        let s = parse_exposition(&text).unwrap();
         let master = [("slot", "master"), ("iface", "eth0"), ("vrid", "1")];
         assert_eq!(value(&s, "tr7_vrrp_state", &with_state(&master, "master")), 1.0);
         assert_eq!(value(&s, "tr7_vrrp_state", &with_state(&master, "backup")), 0.0);
@@ -883,6 +923,27 @@ mod tests {
         v
     }
 
+    // Proves the checker itself rejects what Prometheus would: a counter without _total,
+    // a sample outside its family, a duplicate, a bad label, a missing newline.
+    #[test]
+    fn exposition_checker_rejects_bad_text() {
+        let ok = "# TYPE tr7_x gauge\ntr7_x{a=\"1\"} 1\n";
+        assert_eq!(parse_exposition(ok).unwrap().len(), 1);
+        for bad in [
+            "# TYPE tr7_x counter\ntr7_x 1\n",
+            "# TYPE tr7_x gauge\ntr7_y 1\n",
+            "# TYPE tr7_x gauge\ntr7_x 1\ntr7_x 1\n",
+            "# TYPE tr7_x gauge\ntr7_x{a=1} 1\n",
+            "# TYPE tr7_x gauge\ntr7_x{a=\"1} 1\n",
+            "# TYPE tr7_x gauge\ntr7_x one\n",
+            "# TYPE x gauge\nx 1\n",
+            "# TYPE tr7_x gauge\ntr7_x 1",
+            "tr7_x 1\n",
+        ] {
+            assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
     // Proves label values with quotes, backslashes and newlines are escaped so the
     // exposition still parses (zones come from the operator's file).
     #[test]
@@ -890,7 +951,7 @@ mod tests {
         let mut r = sample();
         r.routers[0].vips[0].zone = "a\"b\\c\nd".into();
         let text = render(&r, &[]).unwrap();
-        let s = parse_exposition(&text);
+        let s = parse_exposition(&text).unwrap();
         assert_eq!(
             value(&s, "tr7_vip_owned", &[("zone", "a\"b\\c\nd")]),
             1.0
@@ -965,6 +1026,75 @@ mod tests {
         });
         proptest!(|(line in "[A-Z]{0,6} [ -~]{0,40} HTTP/1\\.[0-9]\r\n([ -~]{0,30}\r\n){0,4}\r\n")| {
             let _ = parse_request(line.as_bytes());
+        });
+    }
+
+    // Proves the served responder end to end on an ephemeral loopback port, with a fake
+    // main loop: GET /metrics is 200 with a body that parses (the maps are missing, and the
+    // exposition says so), POST is 405, another path 404, garbage and an incomplete head
+    // 400, an oversized head 431; the server keeps serving after each.
+    #[test]
+    fn responder_over_tcp() {
+        use crate::agent::status::SnapshotReply;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<SnapshotReply>(4);
+            tokio::spawn(async move {
+                while let Some(reply) = rx.recv().await {
+                    let _ = reply.send(sample().routers);
+                }
+            });
+            let listener = bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(serve(
+                listener,
+                Reporter {
+                    cluster: "lab".into(),
+                    node: "node-a".into(),
+                    started: std::time::SystemTime::now(),
+                    pin_dir: "/nonexistent/tr7-metrics-test".into(),
+                    requests: tx,
+                },
+            ));
+            let ask = |request: Vec<u8>, close: bool| async move {
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                // The server may answer and close before it has read everything.
+                let _ = s.write_all(&request).await;
+                if close {
+                    let _ = s.shutdown().await;
+                }
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out).await;
+                String::from_utf8_lossy(&out).into_owned()
+            };
+            let get = ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), false).await;
+            assert!(get.starts_with("HTTP/1.1 200 OK\r\n"), "{get}");
+            let body = get.split_once("\r\n\r\n").unwrap().1;
+            let samples = parse_exposition(body).unwrap();
+            assert_eq!(value(&samples, "tr7_dataplane_maps_readable", &[]), 0.0);
+            assert_eq!(
+                value(&samples, "tr7_vrrp_state", &[("slot", "master"), ("state", "master")]),
+                1.0
+            );
+            for (request, close, status) in [
+                (&b"POST /metrics HTTP/1.1\r\n\r\n"[..], false, "405"),
+                (b"GET /other HTTP/1.1\r\n\r\n", false, "404"),
+                (b"\x00\x01\x02\r\n\r\n", false, "400"),
+                (b"GET /metrics HTTP/1.1\r\n", true, "400"),
+                (&[b'A'; MAX_HEAD + 100][..], false, "431"),
+            ] {
+                let answer = ask(request.to_vec(), close).await;
+                assert!(
+                    answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                    "{:?} -> {answer}",
+                    String::from_utf8_lossy(&request[..request.len().min(40)])
+                );
+            }
+            let again = ask(b"GET /metrics HTTP/1.0\r\n\r\n".to_vec(), false).await;
+            assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
         });
     }
 

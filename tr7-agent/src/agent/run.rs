@@ -59,8 +59,9 @@ pub struct AgentArgs {
     #[arg(long, value_enum, default_value_t)]
     pub xdp_mode: XdpAttachMode,
     /// The root-only control socket `tr7 status` asks (directory 0700, socket 0600).
-    #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET)]
-    pub control_socket: PathBuf,
+    /// Default: /run/tr7/tr7.sock, or /run/tr7/tr7-NS.sock with --netns NS.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
     /// Where GET /metrics (Prometheus text format) is served, in the node's host namespace
     /// (`--netns`); `off` serves none.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = metrics::DEFAULT_LISTEN)]
@@ -148,7 +149,11 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
         netns = ?args.netns, pin_dir = %args.pin_dir.display(), "agent starting");
     // Before any kernel change: the control socket is also the guard against a second
     // agent of this node, and a bad --metrics address must change nothing.
-    let mut control = ControlSocket::bind(&args.control_socket)?;
+    let socket_path = args
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| control::default_socket(args.netns.as_deref()));
+    let mut control = ControlSocket::bind(&socket_path)?;
     let metrics_listener = args
         .metrics
         .0

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::agent::control::{self, DEFAULT_SOCKET};
+use crate::agent::control;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The agent's control socket (as given to `tr7 agent --control-socket`).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    pub socket: PathBuf,
+    /// The agent's control socket, as given to `tr7 agent --control-socket` (default:
+    /// /run/tr7/tr7.sock, or the agent's of `--netns`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Ask the agent started with `tr7 agent --netns NS` (its default socket).
+    #[arg(long, value_name = "NS", conflicts_with = "socket")]
+    pub netns: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     /// How long to wait for the agent's answer, in seconds.
@@ -33,7 +37,11 @@ pub enum Format {
 /// Prints the status; an agent that does not answer is an error (non-zero exit) that says
 /// which socket was tried and what to check.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let report = control::query(&args.socket, Duration::from_secs(args.timeout))?;
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| control::default_socket(args.netns.as_deref()));
+    let report = control::query(&socket, Duration::from_secs(args.timeout))?;
     match args.format {
         Format::Human => print!("{}", report.render_human()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
