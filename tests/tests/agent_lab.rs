@@ -10,13 +10,18 @@
 //! from an earlier build would test old code; building is a no-op when it is current.
 
 use std::fs::File;
-use std::net::IpAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tr7::agent::heartbeat::monotonic_ns;
+use tr7::agent::metrics::{Sample, parse_exposition};
+use tr7::agent::status::{AddressFamily, Owner, RouterState, RouterStatus};
+use tr7::agent::StatusReport;
 use tr7::dataplane::Maps;
 use tr7_tests::{bpf::PinDir, lab::Lab};
 
@@ -74,30 +79,95 @@ struct Agent {
     child: Option<Child>,
     log: PathBuf,
     pins: PinDir,
+    netns: String,
+    file: PathBuf,
+    /// Its control socket, in a directory of the test that the agent creates (0700).
+    socket: PathBuf,
 }
 
 impl Agent {
     fn start(name: &'static str, netns: &str, file: &Path, dir: &Path) -> Self {
-        let pins = PinDir::new(&format!("agent-{name}"));
-        let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log).expect("create agent log");
+        let mut agent = Self {
+            name,
+            child: None,
+            log: dir.join(format!("{name}.log")),
+            pins: PinDir::new(&format!("agent-{name}")),
+            netns: netns.to_owned(),
+            file: file.to_owned(),
+            socket: dir.join(format!("ctl-{name}")).join("tr7.sock"),
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts the process (again), with the same pins, socket and log (appended).
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open agent log");
+        // /metrics stays at its default address: each agent binds it in its own namespace.
         let child = Command::new(tr7_binary())
             .args(["agent", "--config"])
-            .arg(file)
-            .args(["--node", name, "--netns", netns, "--pin-dir"])
-            .arg(&pins.path)
+            .arg(&self.file)
+            .args(["--node", self.name, "--netns", &self.netns, "--pin-dir"])
+            .arg(&self.pins.path)
+            .arg("--control-socket")
+            .arg(&self.socket)
             .env("TR7_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup log"))
             .stderr(out)
             .spawn()
             .expect("spawn tr7 agent");
-        Self {
-            name,
-            child: Some(child),
-            log,
-            pins,
+        self.child = Some(child);
+    }
+
+    /// `tr7 status --socket <ours> [--format json]`.
+    fn status_command(&self, json: bool) -> std::process::Output {
+        let mut cmd = Command::new(tr7_binary());
+        cmd.arg("status").arg("--socket").arg(&self.socket);
+        if json {
+            cmd.args(["--format", "json"]);
         }
+        cmd.output().expect("run tr7 status")
+    }
+
+    /// The agent's status report, or `tr7 status`'s error message.
+    fn status(&self) -> Result<StatusReport, String> {
+        let out = self.status_command(true);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice(&out.stdout).expect("tr7 status --format json is a StatusReport"))
+    }
+
+    /// One HTTP request to the agent's /metrics listener at its default address, from
+    /// inside the node's namespace: the whole response.
+    fn http(&self, request: &str) -> String {
+        let mut stream = tr7::netns::within(Some(&self.netns), || {
+            TcpStream::connect(tr7::agent::metrics::DEFAULT_LISTEN)
+        })
+        .expect("enter the node's namespace")
+        .unwrap_or_else(|e| panic!("{}: connect to /metrics: {e}", self.name));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("set timeout");
+        stream.write_all(request.as_bytes()).expect("send request");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).expect("read response");
+        out
+    }
+
+    /// GET /metrics, checked as Prometheus text: its samples.
+    fn scrape(&self) -> Vec<Sample> {
+        let response = self.http("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{}: {head}", self.name);
+        assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+        parse_exposition(body).unwrap_or_else(|e| panic!("{}: /metrics does not parse: {e}", self.name))
     }
 
     fn pid(&self) -> u32 {
@@ -465,4 +535,158 @@ fn sigterm_hands_over_at_once() {
             || s.ping(vip),
         );
     }
+}
+
+/// The value of the one sample of `name` whose labels include `want`.
+fn sample(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    let found: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.label(k) == Some(v)))
+        .collect();
+    assert_eq!(found.len(), 1, "one sample {name} {want:?}, found {found:?}");
+    found[0].value
+}
+
+fn router<'a>(report: &'a StatusReport, slot: &str, family: AddressFamily) -> &'a RouterStatus {
+    report
+        .routers
+        .iter()
+        .find(|r| r.slot == slot && r.family == family)
+        .unwrap_or_else(|| panic!("{}: no router for slot {slot} {family:?}", report.node))
+}
+
+/// Both nodes' reports agree with the Active-Active election: `me` is master of `mine`
+/// and backup of the other slot, hearing the peer (`peer_v4`) at the priority the peer
+/// reports for itself.
+fn election_in_status(me: &StatusReport, peer: &StatusReport, mine: &str, peer_v4: &str) -> bool {
+    let theirs = if mine == "master" { "backup" } else { "master" };
+    [AddressFamily::Ipv4, AddressFamily::Ipv6].iter().all(|&f| {
+        let (own, other) = (router(me, mine, f), router(me, theirs, f));
+        let heard = other.master.is_some_and(|m| {
+            m.priority == router(peer, theirs, f).effective_priority
+                && (f == AddressFamily::Ipv6 || m.address.to_string() == peer_v4)
+        });
+        own.state == RouterState::Master
+            && other.state == RouterState::Backup
+            && heard
+            && own.vips.iter().all(|v| v.owned == Some(true) && v.owner == Owner::ThisNode)
+            && other.vips.iter().all(|v| {
+                v.owned == Some(false)
+                    && match v.owner {
+                        Owner::Peer { address } => f == AddressFamily::Ipv6 || address.to_string() == peer_v4,
+                        _ => false,
+                    }
+            })
+    })
+}
+
+// Proves `tr7 status --format json` against both agents (each on its own control socket)
+// names the elected master and backup of every slot and family, the master each backup
+// hears at the priority that master reports, and VIP ownership that is what the data plane
+// does: only the node whose status says it owns an IPv4 VIP answers ARP for it. Also: the
+// socket is 0600 in a 0700 directory the agent made; the human form; /metrics, scraped
+// inside each node's namespace at the same default address, parses as Prometheus text,
+// shows the router states, and counts the client's pings to a VIP as passed packets on
+// the owner; bad HTTP requests get 405/404; after kill -9 `tr7 status` fails naming the
+// socket, and the next agent replaces the stale socket and answers.
+#[test]
+fn status_and_metrics_match_the_data_plane() {
+    let mut s = setup("agm");
+    s.wait_for_election();
+    // Status comes from the drivers, the map from their ownership writes: wait until the
+    // published state has caught up with the map (microseconds apart).
+    let mut reports = None;
+    wait_for(Duration::from_secs(3), "both status reports show the election", || {
+        let (Ok(a), Ok(b)) = (s.a.status(), s.b.status()) else {
+            return false;
+        };
+        let ok = election_in_status(&a, &b, "master", "192.0.2.3")
+            && election_in_status(&b, &a, "backup", "192.0.2.2");
+        reports = Some((a, b));
+        ok
+    });
+    let (ra, rb) = reports.expect("reports");
+    for (r, node) in [(&ra, "node-a"), (&rb, "node-b")] {
+        assert_eq!(r.node, node);
+        assert_eq!(r.routers.len(), 4, "{node}: 2 slots x 2 families");
+        assert!(r.dataplane.error.is_none() && !r.dataplane.fenced, "{node}: {:?}", r.dataplane);
+        for router in &r.routers {
+            assert!(router.signals.is_empty(), "signals are issue 6's");
+            if router.state == RouterState::Master {
+                assert!(router.counters.adverts_sent > 0, "{node}: {router:?}");
+            } else {
+                assert!(router.counters.adverts_received > 0, "{node}: {router:?}");
+            }
+        }
+    }
+    // Who answers ARP is who the status says owns the VIP.
+    let owner_ns = |vip: &str| {
+        let vip: IpAddr = vip.parse().unwrap();
+        let says_owned = |r: &StatusReport| {
+            r.routers
+                .iter()
+                .flat_map(|x| &x.vips)
+                .any(|v| v.address == vip && v.owner == Owner::ThisNode)
+        };
+        match (says_owned(&ra), says_owned(&rb)) {
+            (true, false) => s.node_a.as_str(),
+            (false, true) => s.node_b.as_str(),
+            other => panic!("{vip}: owned by (a, b) = {other:?}"),
+        }
+    };
+    s.assert_arp_from(&[
+        (MASTER_VIPS[0], owner_ns(MASTER_VIPS[0])),
+        (BACKUP_VIPS[0], owner_ns(BACKUP_VIPS[0])),
+    ]);
+
+    for agent in [&s.a, &s.b] {
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&agent.socket), 0o600, "{}: socket mode", agent.name);
+        assert_eq!(mode(agent.socket.parent().unwrap()), 0o700, "{}: directory mode", agent.name);
+    }
+    let human = s.a.status_command(false);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(human.status.success(), "{}", String::from_utf8_lossy(&human.stderr));
+    eprintln!("tr7 status (node-a):\n{text}");
+    assert!(text.contains("node node-a (cluster lab)"), "{text}");
+    assert!(text.contains("slot master IPv4 VRID"), "{text}");
+    assert!(text.contains("master: 192.0.2.3 priority"), "{text}");
+    assert!(text.contains("owned, owner this node"), "{text}");
+
+    // /metrics at the default address in both namespaces.
+    let ma = s.a.scrape();
+    let mb = s.b.scrape();
+    let state = [("slot", "master"), ("family", "ipv4"), ("iface", "eth0")];
+    let with = |extra: (&'static str, &'static str)| [state.as_slice(), &[extra]].concat();
+    assert_eq!(sample(&ma, "tr7_vrrp_state", &with(("state", "master"))), 1.0);
+    assert_eq!(sample(&mb, "tr7_vrrp_state", &with(("state", "backup"))), 1.0);
+    assert_eq!(sample(&mb, "tr7_vrrp_state", &with(("state", "master"))), 0.0);
+    let passed = [("vip", MASTER_VIPS[0]), ("iface", "eth0"), ("slot", "master"), ("zone", "default"), ("verdict", "passed")];
+    let before = sample(&ma, "tr7_vip_packets_total", &passed);
+    assert_eq!(sample(&ma, "tr7_vip_owned", &passed[..4]), 1.0);
+    assert_eq!(sample(&mb, "tr7_vip_owned", &passed[..4]), 0.0);
+    let out = s.lab.exec(&s.client, &["ping", "-c", "3", "-i", "0.2", "-W", "1", MASTER_VIPS[0]]);
+    assert!(out.status.success(), "client pings {}", MASTER_VIPS[0]);
+    let after = sample(&s.a.scrape(), "tr7_vip_packets_total", &passed);
+    eprintln!("tr7_vip_packets_total{{vip=\"{}\",verdict=\"passed\"}} on node-a: {before} -> {after} over 3 pings", MASTER_VIPS[0]);
+    assert!(after >= before + 3.0, "3 pings: {before} -> {after}");
+    assert!(
+        sample(&s.a.scrape(), "tr7_dataplane_packets_total", &[("iface", "eth0"), ("reason", "passed_owned")]) >= 3.0
+    );
+    let post = s.a.http("POST /metrics HTTP/1.1\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    let other = s.a.http("GET /status HTTP/1.1\r\n\r\n");
+    assert!(other.starts_with("HTTP/1.1 404 "), "{other}");
+
+    // A crashed agent leaves its socket; `tr7 status` says nobody listens; the next agent
+    // replaces it.
+    s.a.kill9();
+    assert!(s.a.socket.exists(), "kill -9 leaves the socket file");
+    let err = s.a.status().expect_err("status of a dead agent fails");
+    assert!(err.contains("no agent is running") && err.contains(&s.a.socket.display().to_string()), "{err}");
+    s.a.spawn();
+    wait_for(Duration::from_secs(10), "the restarted agent answers on its socket", || {
+        s.a.status().is_ok_and(|r| r.node == "node-a")
+    });
+    assert!(s.a.log_text().contains("removing a stale control socket"));
 }
