@@ -18,10 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use tr7::agent::StatusReport;
 use tr7::agent::heartbeat::monotonic_ns;
 use tr7::agent::metrics::{Sample, parse_exposition};
 use tr7::agent::status::{AddressFamily, Owner, RouterState, RouterStatus};
-use tr7::agent::StatusReport;
 use tr7::dataplane::Maps;
 use tr7_tests::{bpf::PinDir, lab::Lab};
 
@@ -141,7 +141,10 @@ impl Agent {
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
-        Ok(serde_json::from_slice(&out.stdout).expect("tr7 status --format json is a StatusReport"))
+        Ok(
+            serde_json::from_slice(&out.stdout)
+                .expect("tr7 status --format json is a StatusReport"),
+        )
     }
 
     /// One HTTP request to the agent's /metrics listener at its default address, from
@@ -166,8 +169,12 @@ impl Agent {
         let response = self.http("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{}: {head}", self.name);
-        assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
-        parse_exposition(body).unwrap_or_else(|e| panic!("{}: /metrics does not parse: {e}", self.name))
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        parse_exposition(body)
+            .unwrap_or_else(|e| panic!("{}: /metrics does not parse: {e}", self.name))
     }
 
     fn pid(&self) -> u32 {
@@ -523,6 +530,10 @@ fn sigterm_hands_over_at_once() {
     );
     assert!(status.success(), "node-b exited with {status}");
     assert!(s.b.owns_none(&MASTER_VIPS) && s.b.owns_none(&BACKUP_VIPS));
+    assert!(
+        !s.b.socket.exists(),
+        "a clean stop removes the control socket"
+    );
     let log = s.b.log_text();
     assert!(
         log.contains("agent stopped"),
@@ -543,7 +554,11 @@ fn sample(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
         .iter()
         .filter(|s| s.name == name && want.iter().all(|(k, v)| s.label(k) == Some(v)))
         .collect();
-    assert_eq!(found.len(), 1, "one sample {name} {want:?}, found {found:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "one sample {name} {want:?}, found {found:?}"
+    );
     found[0].value
 }
 
@@ -569,11 +584,16 @@ fn election_in_status(me: &StatusReport, peer: &StatusReport, mine: &str, peer_v
         own.state == RouterState::Master
             && other.state == RouterState::Backup
             && heard
-            && own.vips.iter().all(|v| v.owned == Some(true) && v.owner == Owner::ThisNode)
+            && own
+                .vips
+                .iter()
+                .all(|v| v.owned == Some(true) && v.owner == Owner::ThisNode)
             && other.vips.iter().all(|v| {
                 v.owned == Some(false)
                     && match v.owner {
-                        Owner::Peer { address } => f == AddressFamily::Ipv6 || address.to_string() == peer_v4,
+                        Owner::Peer { address } => {
+                            f == AddressFamily::Ipv6 || address.to_string() == peer_v4
+                        }
                         _ => false,
                     }
             })
@@ -596,20 +616,28 @@ fn status_and_metrics_match_the_data_plane() {
     // Status comes from the drivers, the map from their ownership writes: wait until the
     // published state has caught up with the map (microseconds apart).
     let mut reports = None;
-    wait_for(Duration::from_secs(3), "both status reports show the election", || {
-        let (Ok(a), Ok(b)) = (s.a.status(), s.b.status()) else {
-            return false;
-        };
-        let ok = election_in_status(&a, &b, "master", "192.0.2.3")
-            && election_in_status(&b, &a, "backup", "192.0.2.2");
-        reports = Some((a, b));
-        ok
-    });
+    wait_for(
+        Duration::from_secs(3),
+        "both status reports show the election",
+        || {
+            let (Ok(a), Ok(b)) = (s.a.status(), s.b.status()) else {
+                return false;
+            };
+            let ok = election_in_status(&a, &b, "master", "192.0.2.3")
+                && election_in_status(&b, &a, "backup", "192.0.2.2");
+            reports = Some((a, b));
+            ok
+        },
+    );
     let (ra, rb) = reports.expect("reports");
     for (r, node) in [(&ra, "node-a"), (&rb, "node-b")] {
         assert_eq!(r.node, node);
         assert_eq!(r.routers.len(), 4, "{node}: 2 slots x 2 families");
-        assert!(r.dataplane.error.is_none() && !r.dataplane.fenced, "{node}: {:?}", r.dataplane);
+        assert!(
+            r.dataplane.error.is_none() && !r.dataplane.fenced,
+            "{node}: {:?}",
+            r.dataplane
+        );
         for router in &r.routers {
             assert!(router.signals.is_empty(), "signals are issue 6's");
             if router.state == RouterState::Master {
@@ -642,11 +670,20 @@ fn status_and_metrics_match_the_data_plane() {
     for agent in [&s.a, &s.b] {
         let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode(&agent.socket), 0o600, "{}: socket mode", agent.name);
-        assert_eq!(mode(agent.socket.parent().unwrap()), 0o700, "{}: directory mode", agent.name);
+        assert_eq!(
+            mode(agent.socket.parent().unwrap()),
+            0o700,
+            "{}: directory mode",
+            agent.name
+        );
     }
     let human = s.a.status_command(false);
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(human.status.success(), "{}", String::from_utf8_lossy(&human.stderr));
+    assert!(
+        human.status.success(),
+        "{}",
+        String::from_utf8_lossy(&human.stderr)
+    );
     eprintln!("tr7 status (node-a):\n{text}");
     assert!(text.contains("node node-a (cluster lab)"), "{text}");
     assert!(text.contains("slot master IPv4 VRID"), "{text}");
@@ -658,20 +695,45 @@ fn status_and_metrics_match_the_data_plane() {
     let mb = s.b.scrape();
     let state = [("slot", "master"), ("family", "ipv4"), ("iface", "eth0")];
     let with = |extra: (&'static str, &'static str)| [state.as_slice(), &[extra]].concat();
-    assert_eq!(sample(&ma, "tr7_vrrp_state", &with(("state", "master"))), 1.0);
-    assert_eq!(sample(&mb, "tr7_vrrp_state", &with(("state", "backup"))), 1.0);
-    assert_eq!(sample(&mb, "tr7_vrrp_state", &with(("state", "master"))), 0.0);
-    let passed = [("vip", MASTER_VIPS[0]), ("iface", "eth0"), ("slot", "master"), ("zone", "default"), ("verdict", "passed")];
+    assert_eq!(
+        sample(&ma, "tr7_vrrp_state", &with(("state", "master"))),
+        1.0
+    );
+    assert_eq!(
+        sample(&mb, "tr7_vrrp_state", &with(("state", "backup"))),
+        1.0
+    );
+    assert_eq!(
+        sample(&mb, "tr7_vrrp_state", &with(("state", "master"))),
+        0.0
+    );
+    let passed = [
+        ("vip", MASTER_VIPS[0]),
+        ("iface", "eth0"),
+        ("slot", "master"),
+        ("zone", "default"),
+        ("verdict", "passed"),
+    ];
     let before = sample(&ma, "tr7_vip_packets_total", &passed);
     assert_eq!(sample(&ma, "tr7_vip_owned", &passed[..4]), 1.0);
     assert_eq!(sample(&mb, "tr7_vip_owned", &passed[..4]), 0.0);
-    let out = s.lab.exec(&s.client, &["ping", "-c", "3", "-i", "0.2", "-W", "1", MASTER_VIPS[0]]);
+    let out = s.lab.exec(
+        &s.client,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "1", MASTER_VIPS[0]],
+    );
     assert!(out.status.success(), "client pings {}", MASTER_VIPS[0]);
     let after = sample(&s.a.scrape(), "tr7_vip_packets_total", &passed);
-    eprintln!("tr7_vip_packets_total{{vip=\"{}\",verdict=\"passed\"}} on node-a: {before} -> {after} over 3 pings", MASTER_VIPS[0]);
+    eprintln!(
+        "tr7_vip_packets_total{{vip=\"{}\",verdict=\"passed\"}} on node-a: {before} -> {after} over 3 pings",
+        MASTER_VIPS[0]
+    );
     assert!(after >= before + 3.0, "3 pings: {before} -> {after}");
     assert!(
-        sample(&s.a.scrape(), "tr7_dataplane_packets_total", &[("iface", "eth0"), ("reason", "passed_owned")]) >= 3.0
+        sample(
+            &s.a.scrape(),
+            "tr7_dataplane_packets_total",
+            &[("iface", "eth0"), ("reason", "passed_owned")]
+        ) >= 3.0
     );
     let post = s.a.http("POST /metrics HTTP/1.1\r\n\r\n");
     assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
@@ -683,10 +745,15 @@ fn status_and_metrics_match_the_data_plane() {
     s.a.kill9();
     assert!(s.a.socket.exists(), "kill -9 leaves the socket file");
     let err = s.a.status().expect_err("status of a dead agent fails");
-    assert!(err.contains("no agent is running") && err.contains(&s.a.socket.display().to_string()), "{err}");
+    assert!(
+        err.contains("no agent is running") && err.contains(&s.a.socket.display().to_string()),
+        "{err}"
+    );
     s.a.spawn();
-    wait_for(Duration::from_secs(10), "the restarted agent answers on its socket", || {
-        s.a.status().is_ok_and(|r| r.node == "node-a")
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "the restarted agent answers on its socket",
+        || s.a.status().is_ok_and(|r| r.node == "node-a"),
+    );
     assert!(s.a.log_text().contains("removing a stale control socket"));
 }

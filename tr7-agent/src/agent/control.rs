@@ -419,7 +419,10 @@ mod tests {
     #[test]
     fn default_socket_per_namespace() {
         assert_eq!(default_socket(None), Path::new("/run/tr7/tr7.sock"));
-        assert_eq!(default_socket(Some("lab-a")), Path::new("/run/tr7/tr7-lab-a.sock"));
+        assert_eq!(
+            default_socket(Some("lab-a")),
+            Path::new("/run/tr7/tr7-lab-a.sock")
+        );
     }
 
     // Proves only `status` is a request, that garbage is an error naming the known
@@ -428,7 +431,11 @@ mod tests {
     fn requests() {
         assert_eq!(parse_request(b"status"), Ok(Request::Status));
         assert_eq!(parse_request(b"status\r"), Ok(Request::Status));
-        assert!(parse_request(b"").unwrap_err().contains("known requests: status"));
+        assert!(
+            parse_request(b"")
+                .unwrap_err()
+                .contains("known requests: status")
+        );
         assert!(
             parse_request(b"GET / HTTP/1.1")
                 .unwrap_err()
@@ -445,7 +452,10 @@ mod tests {
     fn answers() {
         let path = Path::new("/run/tr7/tr7.sock");
         let err = parse_answer(path, &error_answer("permission denied: root only")).unwrap_err();
-        assert!(err.to_string().contains("the agent answered: permission denied"));
+        assert!(
+            err.to_string()
+                .contains("the agent answered: permission denied")
+        );
         let report = crate::agent::status::tests::sample();
         let bytes = serde_json::to_vec(&report).unwrap();
         assert_eq!(parse_answer(path, &bytes).unwrap(), report);
@@ -465,7 +475,9 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
-        let err = ControlSocket::bind(&path).err().expect("second bind refused");
+        let err = ControlSocket::bind(&path)
+            .err()
+            .expect("second bind refused");
         assert!(matches!(err, ControlError::InUse { .. }), "{err}");
         // A crashed agent: the file stays, nobody listens.
         let mut first = first;
@@ -482,7 +494,9 @@ mod tests {
         assert!(matches!(err, ControlError::NoSocket { .. }), "{err}");
         assert!(err.to_string().contains("no agent is running"), "{err}");
         std::fs::write(&path, b"not a socket").unwrap();
-        let err = ControlSocket::bind(&path).err().expect("non-socket refused");
+        let err = ControlSocket::bind(&path)
+            .err()
+            .expect("non-socket refused");
         assert!(matches!(err, ControlError::NotASocket { .. }), "{err}");
         assert!(path.exists(), "a non-socket is never removed");
         let _ = std::fs::remove_dir_all(&dir);

@@ -60,9 +60,7 @@ impl FromStr for MetricsListen {
             return Ok(Self(None));
         }
         s.parse().map(|a| Self(Some(a))).map_err(|_| {
-            format!(
-                "`{s}` is not ADDR:PORT (e.g. {DEFAULT_LISTEN} or [::1]:9107) nor `off`"
-            )
+            format!("`{s}` is not ADDR:PORT (e.g. {DEFAULT_LISTEN} or [::1]:9107) nor `off`")
         })
     }
 }
@@ -239,7 +237,9 @@ pub(crate) fn parse_request(head: &[u8]) -> Result<Request, HttpError> {
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(HttpError::BadRequest("request line is not METHOD TARGET VERSION"));
+        return Err(HttpError::BadRequest(
+            "request line is not METHOD TARGET VERSION",
+        ));
     };
     if !version.starts_with("HTTP/") {
         return Err(HttpError::BadRequest("no HTTP version"));
@@ -521,7 +521,9 @@ impl Scrape {
             "tr7_vrrp_priority",
             "Configured VRRP priority",
             Gauge,
-            routers.iter().map(|r| (router_labels(r), u64::from(r.priority))),
+            routers
+                .iter()
+                .map(|r| (router_labels(r), u64::from(r.priority))),
         )?;
         family(
             e,
@@ -545,18 +547,16 @@ impl Scrape {
                 ))
             }),
         )?;
-        let counter = |e: &mut DescriptorEncoder,
-                       name: &str,
-                       help: &str,
-                       get: fn(&RouterStatus) -> u64| {
-            family(
-                e,
-                name,
-                help,
-                Counter,
-                routers.iter().map(|r| (router_labels(r), get(r))),
-            )
-        };
+        let counter =
+            |e: &mut DescriptorEncoder, name: &str, help: &str, get: fn(&RouterStatus) -> u64| {
+                family(
+                    e,
+                    name,
+                    help,
+                    Counter,
+                    routers.iter().map(|r| (router_labels(r), get(r))),
+                )
+            };
         family(
             e,
             "tr7_vrrp_transitions",
@@ -689,7 +689,9 @@ impl Scrape {
                     .into_iter()
                     .zip(counts)
                     .filter(move |_| present)
-                    .map(move |(verdict, n)| (with(l.clone(), &[("verdict", verdict.to_owned())]), n))
+                    .map(move |(verdict, n)| {
+                        (with(l.clone(), &[("verdict", verdict.to_owned())]), n)
+                    })
             })
         };
         family(
@@ -737,7 +739,8 @@ pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
     let valid_name = |n: &str| {
         !n.is_empty()
             && !n.starts_with(|c: char| c.is_ascii_digit())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
     };
     let mut declared = std::collections::BTreeSet::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -872,35 +875,69 @@ mod tests {
         eprintln!("{text}");
         let s = parse_exposition(&text).unwrap();
         let master = [("slot", "master"), ("iface", "eth0"), ("vrid", "1")];
-        assert_eq!(value(&s, "tr7_vrrp_state", &with_state(&master, "master")), 1.0);
-        assert_eq!(value(&s, "tr7_vrrp_state", &with_state(&master, "backup")), 0.0);
+        assert_eq!(
+            value(&s, "tr7_vrrp_state", &with_state(&master, "master")),
+            1.0
+        );
+        assert_eq!(
+            value(&s, "tr7_vrrp_state", &with_state(&master, "backup")),
+            0.0
+        );
         let backup = [("slot", "backup"), ("family", "ipv4")];
-        assert_eq!(value(&s, "tr7_vrrp_state", &with_state(&backup, "backup")), 1.0);
+        assert_eq!(
+            value(&s, "tr7_vrrp_state", &with_state(&backup, "backup")),
+            1.0
+        );
         assert_eq!(value(&s, "tr7_vrrp_priority", &master), 200.0);
         assert_eq!(value(&s, "tr7_vrrp_adverts_sent_total", &master), 42.0);
         assert_eq!(
-            value(&s, "tr7_vrrp_transitions_total", &[("slot", "master"), ("to", "master")]),
+            value(
+                &s,
+                "tr7_vrrp_transitions_total",
+                &[("slot", "master"), ("to", "master")]
+            ),
             1.0
         );
         assert_eq!(
             value(
                 &s,
                 "tr7_vrrp_packets_dropped_total",
-                &[("slot", "master"), ("stage", "decode"), ("reason", "bad_checksum")]
+                &[
+                    ("slot", "master"),
+                    ("stage", "decode"),
+                    ("reason", "bad_checksum")
+                ]
             ),
             2.0
         );
         assert_eq!(
-            value(&s, "tr7_vrrp_master_priority", &[("slot", "backup"), ("master", "192.0.2.3")]),
+            value(
+                &s,
+                "tr7_vrrp_master_priority",
+                &[("slot", "backup"), ("master", "192.0.2.3")]
+            ),
             200.0
         );
-        let vip = [("vip", "192.0.2.10"), ("zone", "dmz"), ("iface", "eth0"), ("slot", "master")];
+        let vip = [
+            ("vip", "192.0.2.10"),
+            ("zone", "dmz"),
+            ("iface", "eth0"),
+            ("slot", "master"),
+        ];
         assert_eq!(
-            value(&s, "tr7_vip_packets_total", &[vip.as_slice(), &[("verdict", "passed")]].concat()),
+            value(
+                &s,
+                "tr7_vip_packets_total",
+                &[vip.as_slice(), &[("verdict", "passed")]].concat()
+            ),
             5.0
         );
         assert_eq!(
-            value(&s, "tr7_vip_bytes_total", &[vip.as_slice(), &[("verdict", "passed")]].concat()),
+            value(
+                &s,
+                "tr7_vip_bytes_total",
+                &[vip.as_slice(), &[("verdict", "passed")]].concat()
+            ),
             420.0
         );
         assert_eq!(value(&s, "tr7_vip_owned", &vip), 1.0);
@@ -909,7 +946,11 @@ mod tests {
             value(
                 &s,
                 "tr7_dataplane_packets_total",
-                &[("iface", "eth0"), ("ifindex", "2"), ("reason", "passed_owned")]
+                &[
+                    ("iface", "eth0"),
+                    ("ifindex", "2"),
+                    ("reason", "passed_owned")
+                ]
             ),
             9.0
         );
@@ -952,10 +993,7 @@ mod tests {
         r.routers[0].vips[0].zone = "a\"b\\c\nd".into();
         let text = render(&r, &[]).unwrap();
         let s = parse_exposition(&text).unwrap();
-        assert_eq!(
-            value(&s, "tr7_vip_owned", &[("zone", "a\"b\\c\nd")]),
-            1.0
-        );
+        assert_eq!(value(&s, "tr7_vip_owned", &[("zone", "a\"b\\c\nd")]), 1.0);
     }
 
     // Proves the responder's routing: GET and HEAD of /metrics (with or without a query)
@@ -963,11 +1001,17 @@ mod tests {
     #[test]
     fn requests_are_routed_and_bad_ones_rejected() {
         let ok = |h: &str| parse_request(h.as_bytes());
-        assert_eq!(ok("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Ok(Request::Get));
+        assert_eq!(
+            ok("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Ok(Request::Get)
+        );
         assert_eq!(ok("GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Ok(Request::Get));
         assert_eq!(ok("HEAD /metrics HTTP/1.1\n\n"), Ok(Request::Head));
         assert_eq!(ok("GET / HTTP/1.1\r\n\r\n"), Err(HttpError::NotFound));
-        assert_eq!(ok("GET /metricsx HTTP/1.1\r\n\r\n"), Err(HttpError::NotFound));
+        assert_eq!(
+            ok("GET /metricsx HTTP/1.1\r\n\r\n"),
+            Err(HttpError::NotFound)
+        );
         assert_eq!(
             ok("POST /metrics HTTP/1.1\r\n\r\n"),
             Err(HttpError::MethodNotAllowed)
@@ -1004,7 +1048,10 @@ mod tests {
     #[test]
     fn responses() {
         let text = String::from_utf8(HttpError::MethodNotAllowed.response()).unwrap();
-        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{text}"
+        );
         assert!(text.contains("Allow: GET, HEAD\r\n"));
         let get = String::from_utf8(ok(Request::Get, "x 1\n")).unwrap();
         assert!(get.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -1076,7 +1123,11 @@ mod tests {
             let samples = parse_exposition(body).unwrap();
             assert_eq!(value(&samples, "tr7_dataplane_maps_readable", &[]), 0.0);
             assert_eq!(
-                value(&samples, "tr7_vrrp_state", &[("slot", "master"), ("state", "master")]),
+                value(
+                    &samples,
+                    "tr7_vrrp_state",
+                    &[("slot", "master"), ("state", "master")]
+                ),
                 1.0
             );
             for (request, close, status) in [

@@ -24,10 +24,10 @@ use tracing::{info, warn};
 
 use super::announce::{AnnounceError, Announcer, Burst};
 use super::control::{self, ControlError, ControlSocket};
-use super::metrics::{self, MetricsError, MetricsListen};
-use super::status::{Catalog, Reporter, SnapshotReply};
 use super::heartbeat::Heartbeat;
+use super::metrics::{self, MetricsError, MetricsListen};
 use super::ownership::SlotOwnership;
+use super::status::{Catalog, Reporter, SnapshotReply};
 use crate::config::{Checksum, NodeInterface, NodeSlot};
 use crate::dataplane::{self, DataplaneError, Maps, VipScope, XdpAttachMode};
 use crate::netlink::{self, Options, Target, observe::ObserveError};

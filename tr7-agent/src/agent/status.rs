@@ -397,7 +397,9 @@ impl Catalog {
             source: config.vrrp.primary_address,
             transport,
             destinations,
-            master: status.master.map(|(address, priority)| MasterSeen { address, priority }),
+            master: status
+                .master
+                .map(|(address, priority)| MasterSeen { address, priority }),
             vips,
             counters: RouterCounters::from_status(&status),
             signals: Vec::new(),

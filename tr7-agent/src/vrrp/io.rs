@@ -511,7 +511,9 @@ impl<O: Ownership> Shell<O> {
 /// The wall-clock time of a monotonic instant in the past.
 fn wall_clock(at: Instant) -> SystemTime {
     let ago = Instant::now().saturating_duration_since(at);
-    SystemTime::now().checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH)
+    SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn ready(fd: &PollFd<'_>) -> bool {
