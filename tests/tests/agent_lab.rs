@@ -690,8 +690,18 @@ fn status_and_metrics_match_the_data_plane() {
     assert!(text.contains("master: 192.0.2.3 priority"), "{text}");
     assert!(text.contains("owned, owner this node"), "{text}");
 
-    // /metrics at the default address in both namespaces.
+    // /metrics at the default address in both namespaces. What a request costs, for
+    // docs/agent.md (printed, not asserted).
+    let t = Instant::now();
     let ma = s.a.scrape();
+    let scrape_took = t.elapsed();
+    let t = Instant::now();
+    s.a.status().expect("status");
+    eprintln!(
+        "one /metrics scrape ({} samples) {scrape_took:?}; one `tr7 status --format json` process {:?}",
+        ma.len(),
+        t.elapsed()
+    );
     let mb = s.b.scrape();
     let state = [("slot", "master"), ("family", "ipv4"), ("iface", "eth0")];
     let with = |extra: (&'static str, &'static str)| [state.as_slice(), &[extra]].concat();
