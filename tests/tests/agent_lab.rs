@@ -310,7 +310,7 @@ interfaces:
         node-b: [192.0.2.3, 2001:db8::3]
       advert_interval: 100ms
     vips:
-      master: [{address: 192.0.2.10}, {address: 2001:db8::10}]
+      master: [{address: 192.0.2.10, zone: dmz}, {address: 2001:db8::10}]
       backup: [{address: 192.0.2.20}, {address: 2001:db8::20}]
 ",
     )
@@ -721,7 +721,7 @@ fn status_and_metrics_match_the_data_plane() {
         ("vip", MASTER_VIPS[0]),
         ("iface", "eth0"),
         ("slot", "master"),
-        ("zone", "default"),
+        ("zone", "dmz"),
         ("verdict", "passed"),
     ];
     let before = sample(&ma, "tr7_vip_packets_total", &passed);

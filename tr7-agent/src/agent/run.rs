@@ -268,7 +268,11 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
 
     // `tr7 status` and /metrics ask the loop below for its routers (status::Reporter).
     let (snapshot_tx, mut snapshots) = tokio::sync::mpsc::channel::<SnapshotReply>(16);
-    let catalog = Catalog::new(vip_ifaces.iter().map(|v| (v.iface, v.place)));
+    let catalog = Catalog::new(
+        vip_ifaces
+            .iter()
+            .map(|v| (v.iface, v.netns.clone(), v.place)),
+    );
     let reporter = Reporter {
         cluster: cluster.name.clone(),
         node: node.clone(),

@@ -316,7 +316,9 @@ pub enum SignalState {
 /// that carry VIPs (rebuild it with them on reload).
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    ifaces: BTreeMap<String, CatalogIface>,
+    /// By (`ip netns` name of the interface's namespace, interface name): a tenant
+    /// namespace may have an `eth0` of its own.
+    ifaces: BTreeMap<(Option<String>, String), CatalogIface>,
 }
 
 #[derive(Clone, Debug)]
@@ -327,17 +329,21 @@ struct CatalogIface {
 }
 
 impl Catalog {
-    pub fn new<'a>(ifaces: impl IntoIterator<Item = (&'a NodeInterface, VipScope)>) -> Self {
+    /// From each VIP interface, the `ip netns` name its driver runs in (`None`: the
+    /// agent's own), and its data-plane place.
+    pub fn new<'a>(
+        ifaces: impl IntoIterator<Item = (&'a NodeInterface, Option<String>, VipScope)>,
+    ) -> Self {
         let ifaces = ifaces
             .into_iter()
-            .map(|(iface, place)| {
+            .map(|(iface, netns, place)| {
                 let vips = iface
                     .slots
                     .iter()
                     .flat_map(|s| &s.vips)
                     .map(|v| (v.address, (v.zone.clone(), v.service.clone())))
                     .collect();
-                (iface.id.name.clone(), CatalogIface { place, vips })
+                ((netns, iface.id.name.clone()), CatalogIface { place, vips })
             })
             .collect();
         Self { ifaces }
@@ -345,8 +351,8 @@ impl Catalog {
 
     /// The status of one router, without the data plane's view (see the module docs).
     pub fn router(&self, iface: &str, slot: SlotName, driver: &Driver) -> RouterStatus {
-        let info = self.ifaces.get(iface);
         let config = driver.config();
+        let info = self.ifaces.get(&(config.netns.clone(), iface.to_owned()));
         let status = driver.status();
         let vips = config
             .vrrp
