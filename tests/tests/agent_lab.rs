@@ -71,6 +71,8 @@ fn tr7_binary() -> &'static Path {
 /// One agent process; killed (SIGKILL) and reaped on drop, also when the test panics.
 struct Agent {
     name: &'static str,
+    netns: String,
+    file: PathBuf,
     child: Option<Child>,
     log: PathBuf,
     pins: PinDir,
@@ -80,24 +82,74 @@ impl Agent {
     fn start(name: &'static str, netns: &str, file: &Path, dir: &Path) -> Self {
         let pins = PinDir::new(&format!("agent-{name}"));
         let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log).expect("create agent log");
+        File::create(&log).expect("create agent log");
+        let mut agent = Self {
+            name,
+            netns: netns.to_owned(),
+            file: file.to_owned(),
+            child: None,
+            log,
+            pins,
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts the process (again, after an exit: same file, namespace and pins; the log
+    /// is appended to).
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        let out = File::options()
+            .append(true)
+            .open(&self.log)
+            .expect("open agent log");
         let child = Command::new(tr7_binary())
             .args(["agent", "--config"])
-            .arg(file)
-            .args(["--node", name, "--netns", netns, "--pin-dir"])
-            .arg(&pins.path)
+            .arg(&self.file)
+            .args(["--node", self.name, "--netns", &self.netns, "--pin-dir"])
+            .arg(&self.pins.path)
             .env("TR7_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup log"))
             .stderr(out)
             .spawn()
             .expect("spawn tr7 agent");
-        Self {
-            name,
-            child: Some(child),
-            log,
-            pins,
-        }
+        self.child = Some(child);
+    }
+
+    /// Sends `signal` (`TERM`, `QUIT`, `HUP`) to the agent.
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// The log from byte `from` on (a mark taken with `log_len`).
+    fn log_since(&self, from: usize) -> String {
+        self.log_text().get(from..).unwrap_or_default().to_owned()
+    }
+
+    fn log_len(&self) -> usize {
+        self.log_text().len()
+    }
+
+    /// Waits (at most `limit`) until the log after `from` contains `what`.
+    fn wait_log(&self, from: usize, what: &str, limit: Duration) -> Duration {
+        wait_for(limit, &format!("{} logs `{what}`", self.name), || {
+            self.log_since(from).contains(what)
+        })
+    }
+
+    /// Whether the map has an entry for `vip` at all (owned or not).
+    fn has_entry(&self, vip: &str) -> bool {
+        let vip: IpAddr = vip.parse().unwrap();
+        Maps::open(&self.pins.path)
+            .ok()
+            .and_then(|m| m.vips().ok())
+            .is_some_and(|v| v.iter().any(|e| e.addr == vip))
     }
 
     fn pid(&self) -> u32 {
@@ -131,12 +183,7 @@ impl Agent {
 
     /// Sends SIGTERM; the caller then waits with [`Agent::wait_exit`].
     fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
+        self.signal("TERM");
     }
 
     /// Waits (at most 5 s) for the exit status.
@@ -184,6 +231,7 @@ struct Setup {
     client: String,
     node_a: String,
     node_b: String,
+    file: PathBuf,
     _dir: TempDir,
 }
 
@@ -216,9 +264,23 @@ fn setup(tag: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("{node_a}-agent"));
     std::fs::create_dir_all(&dir).expect("create test directory");
     let file = dir.join("cluster.yaml");
-    std::fs::write(
-        &file,
-        "\
+    std::fs::write(&file, CLUSTER).expect("write cluster file");
+    let a = Agent::start("node-a", &node_a, &file, &dir);
+    let b = Agent::start("node-b", &node_b, &file, &dir);
+    Setup {
+        a,
+        b,
+        lab,
+        client,
+        node_a,
+        node_b,
+        file,
+        _dir: TempDir(dir),
+    }
+}
+
+/// The lab's cluster file.
+const CLUSTER: &str = "\
 name: lab
 nodes: [{name: node-a}, {name: node-b}]
 interfaces:
@@ -235,21 +297,7 @@ interfaces:
     vips:
       master: [{address: 192.0.2.10}, {address: 2001:db8::10}]
       backup: [{address: 192.0.2.20}, {address: 2001:db8::20}]
-",
-    )
-    .expect("write cluster file");
-    let a = Agent::start("node-a", &node_a, &file, &dir);
-    let b = Agent::start("node-b", &node_b, &file, &dir);
-    Setup {
-        a,
-        b,
-        lab,
-        client,
-        node_a,
-        node_b,
-        _dir: TempDir(dir),
-    }
-}
+";
 
 /// Polls `cond` every 2 ms until it holds or `limit` passes; returns the time it took.
 fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
@@ -465,4 +513,265 @@ fn sigterm_hands_over_at_once() {
             || s.ping(vip),
         );
     }
+}
+
+/// Pings `vip` from the client `count` times, 10 ms apart: (sent, received).
+fn ping_flood(lab: &Lab, client: &str, vip: &str, count: u32) -> (u32, u32) {
+    let out = lab.exec(
+        client,
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            vip,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary:\n{text}"));
+    let number = |word: &str| -> u32 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == word)
+            .unwrap_or_else(|| panic!("no `{word}` in `{line}`"));
+        words[at - 1].parse().expect("a count")
+    };
+    (number("packets"), number("received"))
+}
+
+// Proves that SIGQUIT is an exit for restart that moves no VIP: node-a's agent (master of
+// the master list) exits without priority 0 and is started again at once; the new agent
+// finds its VIPs still owned in the pinned map and its heartbeat within the fence, resumes
+// as master without a transition through Backup, node-b never owns a master-list VIP
+// (polled all along, and its log has no transition), and the client's pings to
+// 192.0.2.10 across the restart are all answered.
+#[test]
+fn sigquit_restart_moves_no_vip() {
+    let mut s = setup("agq");
+    s.wait_for_election();
+    let mark_a = s.a.log_len();
+    let mark_b = s.b.log_len();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, received, b_owned_master) = std::thread::scope(|scope| {
+        let pings = scope.spawn(|| ping_flood(&s.lab, &s.client, MASTER_VIPS[0], 150));
+        let watch = scope.spawn(|| {
+            let mut seen = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen |= MASTER_VIPS.iter().any(|v| s.b.owns(v));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        let quit = Instant::now();
+        s.a.signal("QUIT");
+        let status = s.a.wait_exit();
+        let exited = quit.elapsed();
+        assert!(status.success(), "node-a exited with {status} on SIGQUIT");
+        s.a.spawn();
+        let resumed = s.a.wait_log(mark_a, "VIPs kept", Duration::from_secs(10));
+        let running =
+            s.a.wait_log(mark_a, "agent running", Duration::from_secs(10));
+        eprintln!(
+            "SIGQUIT restart: node-a exited {exited:?} after the signal; the new agent resumed \
+             mastership {:?} and ended its startup {:?} after the signal (node-b's \
+             Master_Down_Interval {:?}, node-a's fence {:?})",
+            exited + resumed,
+            exited + resumed + running,
+            master_down(100),
+            fence_of(&s.a)
+        );
+        let (sent, received) = pings.join().expect("ping thread");
+        // Watch a little longer: a late takeover would show up within Master_Down_Interval.
+        std::thread::sleep(master_down(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, received, watch.join().expect("watch thread"))
+    });
+    eprintln!(
+        "SIGQUIT restart: client's pings to {}: {received} of {sent} answered",
+        MASTER_VIPS[0]
+    );
+    let log_a = s.a.log_since(mark_a);
+    let log_b = s.b.log_since(mark_b);
+    assert!(
+        !b_owned_master,
+        "node-b owned a master-list VIP during node-a's restart:\n{log_b}"
+    );
+    assert!(
+        !log_b.contains("VRRP transition") && !log_b.contains("VIPs owned"),
+        "node-b changed state during node-a's restart:\n{log_b}"
+    );
+    assert!(
+        log_a.contains("agent exited for restart") && log_a.contains("resume as master"),
+        "node-a's log lacks the restart or the resume:\n{log_a}"
+    );
+    for family in ["IPv4", "IPv6"] {
+        let lines = router_events(&log_a, "master", family, &["VIPs owned", "VIPs released"]);
+        assert!(
+            lines.is_empty(),
+            "node-a's master {family} router did not simply resume: {lines:?}"
+        );
+    }
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns_all(&BACKUP_VIPS));
+    assert_eq!(
+        received, sent,
+        "the client lost pings to {} during the restart",
+        MASTER_VIPS[0]
+    );
+}
+
+/// The fence node-a's agent wrote.
+fn fence_of(agent: &Agent) -> Duration {
+    Maps::open(&agent.pins.path)
+        .and_then(|m| m.fence())
+        .map(|f| Duration::from_nanos(f.interval_ns))
+        .unwrap_or_default()
+}
+
+/// The lab file with the backup list's IPv6 VIP removed and 192.0.2.11 added to the
+/// master list.
+fn changed_cluster() -> String {
+    let out = CLUSTER
+        .replace(
+            "master: [{address: 192.0.2.10}, {address: 2001:db8::10}]",
+            "master: [{address: 192.0.2.10}, {address: 192.0.2.11}, {address: 2001:db8::10}]",
+        )
+        .replace(
+            "backup: [{address: 192.0.2.20}, {address: 2001:db8::20}]",
+            "backup: [{address: 192.0.2.20}]",
+        );
+    assert_ne!(out, CLUSTER);
+    out
+}
+
+/// Log lines after `mark` that name this router and one of `events`.
+fn router_events(log: &str, slot: &str, family: &str, events: &[&str]) -> Vec<String> {
+    let router = format!("slot={slot} family={family}");
+    log.lines()
+        .filter(|l| l.contains(&router) && events.iter().any(|e| l.contains(e)))
+        .map(str::to_owned)
+        .collect()
+}
+
+// Proves SIGHUP reload: (a) an invalid file is refused with an error naming the problem,
+// and nothing changes (ownership, routers, no transition); (b) a file that adds 192.0.2.11
+// to the master list and removes 2001:db8::20 from the backup list is applied as a
+// difference: the routers that did not change (master IPv6, backup IPv4) neither
+// transition nor announce nor write the map, on either node; node-a's master IPv4 router
+// is replaced and resumes as master, owning the new VIP, which the client then reaches
+// and which only node-a answers ARP for; the removed VIP's router stops, its address is
+// gone from both nodes and its map entry is gone.
+#[test]
+fn sighup_reload_applies_only_differences() {
+    let s = setup("agh");
+    s.wait_for_election();
+    let unchanged = [("master", "IPv6"), ("backup", "IPv4")];
+    let events = [
+        "VIPs owned",
+        "VIPs released",
+        "VIPs announced",
+        "VIPs kept",
+        "starting virtual router",
+    ];
+
+    // (a) An invalid file: a VIP outside every subnet of its interface.
+    let mark_a = s.a.log_len();
+    std::fs::write(
+        &s.file,
+        CLUSTER.replace("{address: 192.0.2.20}", "{address: 203.0.113.20}"),
+    )
+    .expect("write invalid file");
+    s.a.signal("HUP");
+    s.a.wait_log(mark_a, "reload refused", Duration::from_secs(5));
+    let log = s.a.log_since(mark_a);
+    eprintln!("SIGHUP with an invalid file, node-a's log:\n{log}");
+    assert!(
+        log.contains("203.0.113.20"),
+        "the error does not name the problem:\n{log}"
+    );
+    assert!(
+        !log.contains("VRRP transition") && !log.contains("reload done"),
+        "{log}"
+    );
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.a.owns_none(&BACKUP_VIPS));
+    assert!(!s.a.has_entry("203.0.113.20"));
+
+    // (b) Add one VIP, remove another. The node that is backup for the removed VIP
+    // reloads first, so the master's priority-0 advert finds no router to take over.
+    std::fs::write(&s.file, changed_cluster()).expect("write changed file");
+    let mark_a = s.a.log_len();
+    let mark_b = s.b.log_len();
+    let reloaded = Instant::now();
+    s.a.signal("HUP");
+    s.a.wait_log(mark_a, "reload done", Duration::from_secs(5));
+    s.b.signal("HUP");
+    s.b.wait_log(mark_b, "reload done", Duration::from_secs(5));
+    eprintln!("SIGHUP: both nodes reloaded after {:?}", reloaded.elapsed());
+    wait_for(Duration::from_secs(3), "node-a owns the added VIP", || {
+        s.a.owns("192.0.2.11")
+    });
+    for vip in ["192.0.2.11", "192.0.2.10"] {
+        wait_for(Duration::from_secs(3), "client reaches the VIP", || {
+            s.ping(vip)
+        });
+    }
+    s.assert_arp_from(&[("192.0.2.11", s.node_a.as_str())]);
+    // Give a wrong takeover time to show up before looking at the logs.
+    std::thread::sleep(master_down(100));
+    let (log_a, log_b) = (s.a.log_since(mark_a), s.b.log_since(mark_b));
+    eprintln!("SIGHUP: node-a's log:\n{log_a}\nnode-b's log:\n{log_b}");
+    for (name, log) in [("node-a", &log_a), ("node-b", &log_b)] {
+        for (slot, family) in unchanged {
+            let lines = router_events(log, slot, family, &events);
+            assert!(
+                lines.is_empty(),
+                "{name}: unchanged router {slot} {family} was disturbed: {lines:?}"
+            );
+        }
+        assert!(log.contains("reload done"), "{name}: no reload summary");
+    }
+    assert!(
+        router_events(&log_a, "master", "IPv4", &["VIPs kept"])
+            .iter()
+            .any(|l| l.contains("192.0.2.11")),
+        "node-a's master IPv4 router did not resume with the new VIP:\n{log_a}"
+    );
+    assert!(
+        router_events(&log_a, "master", "IPv4", &["VIPs released"]).is_empty(),
+        "node-a released its master IPv4 VIPs on reload:\n{log_a}"
+    );
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns(BACKUP_VIPS[0]));
+    assert!(s.a.owns_none(&BACKUP_VIPS) && s.b.owns_none(&MASTER_VIPS));
+    for (agent, ns) in [(&s.a, &s.node_a), (&s.b, &s.node_b)] {
+        assert!(
+            !agent.has_entry(BACKUP_VIPS[1]),
+            "{}: map entry for {} left",
+            agent.name,
+            BACKUP_VIPS[1]
+        );
+        let out = s.lab.exec(ns, &["ip", "-6", "addr", "show", "dev", "eth0"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("2001:db8::20/"),
+            "{}: address {} still on eth0:\n{text}",
+            agent.name,
+            BACKUP_VIPS[1]
+        );
+    }
+    let out = s
+        .lab
+        .exec(&s.node_b, &["ip", "-4", "addr", "show", "dev", "eth0"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("192.0.2.11/32"),
+        "node-b lacks the new VIP's address"
+    );
 }

@@ -204,13 +204,25 @@ impl Agent {
             return Err(e);
         }
 
-        // 3. Maps, what the previous agent left, heartbeat, VIPs.
-        let mut maps = dataplane::create_maps(&args.pin_dir).map_err(dp_err("(maps)"))?;
-        let held = held_vips(&maps);
+        // 3. What the previous agent left, the heartbeat, the resumed routers, the maps.
+        // A restart must beat the fence and the peer's Master_Down_Timer, so when the pins
+        // exist the routers that still own their VIPs resume before the slow steps (loading
+        // the object to create missing maps, attaching, the topology): the data plane the
+        // previous agent attached is still in place and answering for them.
         let fence = heartbeat::fence(&cluster, &node);
-        let heartbeat =
-            Heartbeat::start(Maps::open(&args.pin_dir).map_err(dp_err("(maps)"))?, fence)
-                .map_err(dp_err("(heartbeat)"))?;
+        let burst = Burst {
+            count: args.announce_count,
+            pacing: Duration::from_millis(args.announce_pacing_ms),
+        };
+        let mut routers = Routers::new(args.pin_dir.clone(), burst);
+        let (held, heartbeat) = match Maps::open(&args.pin_dir) {
+            Ok(maps) => {
+                let held = held_vips(&maps);
+                let heartbeat = Heartbeat::start(maps, fence).map_err(dp_err("(heartbeat)"))?;
+                (held, Some(heartbeat))
+            }
+            Err(_) => (BTreeSet::new(), None),
+        };
         let resume: BTreeSet<RouterKey> = specs
             .iter()
             .filter(|(_, s)| s.vips.iter().any(|&a| held.contains(&(s.place, a))))
@@ -220,13 +232,38 @@ impl Agent {
             info!(routers = ?resume.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "the previous agent's ownership is still fenced in: these routers resume as master");
         }
-        for (key, spec) in &specs {
-            let keep = resume.contains(key);
-            for &vip in &spec.vips {
-                if !(keep && held.contains(&(spec.place, vip))) {
-                    maps.set_vip(spec.place, vip, false)
-                        .map_err(dp_err(&key.iface.name))?;
+        if !resume.is_empty() {
+            // A VIP the file added since: its entry is made here, not owned, so that the
+            // resumed router only flips existing entries (one writer allocates indexes).
+            let mut maps = Maps::open(&args.pin_dir).map_err(dp_err("(maps)"))?;
+            let present: BTreeSet<(VipScope, IpAddr)> = maps
+                .vips()
+                .map_err(dp_err("(maps)"))?
+                .into_iter()
+                .map(|e| (e.place, e.addr))
+                .collect();
+            for key in &resume {
+                let spec = &specs[key];
+                for &vip in &spec.vips {
+                    if !present.contains(&(spec.place, vip)) {
+                        maps.set_vip(spec.place, vip, false)
+                            .map_err(dp_err(&key.iface.name))?;
+                    }
                 }
+                routers.start(key.clone(), spec.clone(), true)?;
+            }
+        }
+        let mut maps = dataplane::create_maps(&args.pin_dir).map_err(dp_err("(maps)"))?;
+        let heartbeat = match heartbeat {
+            Some(h) => h,
+            None => Heartbeat::start(Maps::open(&args.pin_dir).map_err(dp_err("(maps)"))?, fence)
+                .map_err(dp_err("(heartbeat)"))?,
+        };
+        // Every VIP of the other routers: not owned, until VRRP decides.
+        for (key, spec) in specs.iter().filter(|(k, _)| !resume.contains(*k)) {
+            for &vip in &spec.vips {
+                maps.set_vip(spec.place, vip, false)
+                    .map_err(dp_err(&key.iface.name))?;
             }
         }
         release_stale(&mut maps, &routers::map_entries(&specs));
@@ -238,13 +275,7 @@ impl Agent {
             maps,
             heartbeat: Some(heartbeat),
             fence,
-            routers: Routers::new(
-                args.pin_dir.clone(),
-                Burst {
-                    count: args.announce_count,
-                    pacing: Duration::from_millis(args.announce_pacing_ms),
-                },
-            ),
+            routers,
             attached: BTreeSet::new(),
         };
         // 4. and 5. Attach where the interface exists, apply, attach the rest.
@@ -253,10 +284,11 @@ impl Agent {
         apply_topology(runtime, &view, &agent.target)?;
         agent.attach(&vip_ifaces, true)?;
 
-        // 6. The virtual routers.
+        // 6. The other virtual routers.
         for (key, spec) in specs {
-            let resume = resume.contains(&key);
-            agent.routers.start(key, spec, resume)?;
+            if !resume.contains(&key) {
+                agent.routers.start(key, spec, false)?;
+            }
         }
         info!(
             routers = agent.routers.len(),
