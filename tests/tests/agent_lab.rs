@@ -578,15 +578,20 @@ fn sigquit_restart_moves_no_vip() {
         let exited = quit.elapsed();
         assert!(status.success(), "node-a exited with {status} on SIGQUIT");
         s.a.spawn();
-        let resumed = s.a.wait_log(mark_a, "VIPs kept", Duration::from_secs(10));
-        let running =
-            s.a.wait_log(mark_a, "agent running", Duration::from_secs(10));
+        s.a.wait_log(mark_a, "VIPs kept", Duration::from_secs(10));
+        s.a.wait_log(mark_a, "agent running", Duration::from_secs(10));
+        let log = s.a.log_since(mark_a);
+        let at = |what: &str| log_time(&log, what);
+        let since = |t: f64| Duration::from_secs_f64((t - at("SIGQUIT: exiting")).max(0.0));
         eprintln!(
-            "SIGQUIT restart: node-a exited {exited:?} after the signal; the new agent resumed \
-             mastership {:?} and ended its startup {:?} after the signal (node-b's \
-             Master_Down_Interval {:?}, node-a's fence {:?})",
-            exited + resumed,
-            exited + resumed + running,
+            "SIGQUIT restart (node-a's log clock, from the signal): old agent gone {:?}, new \
+             agent started {:?}, mastership resumed {:?}, startup done {:?}; limits: node-b's \
+             Master_Down_Interval {:?} after node-a's last advert, node-a's fence {:?} after \
+             its last heartbeat",
+            since(at("agent exited for restart")),
+            since(at("agent starting")),
+            since(at("VIPs kept")),
+            since(at("agent running")),
             master_down(100),
             fence_of(&s.a)
         );
@@ -627,6 +632,27 @@ fn sigquit_restart_moves_no_vip() {
         "the client lost pings to {} during the restart",
         MASTER_VIPS[0]
     );
+}
+
+/// The time of day, in seconds, of the last line of `log` that contains `what` (the
+/// agent's log lines start with an RFC 3339 UTC timestamp).
+fn log_time(log: &str, what: &str) -> f64 {
+    let line = log
+        .lines()
+        .filter(|l| l.contains(what))
+        .last()
+        .unwrap_or_else(|| panic!("no `{what}` in the log:\n{log}"));
+    let clock = line
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.split('T').nth(1))
+        .map(|t| t.trim_end_matches('Z'))
+        .unwrap_or_else(|| panic!("no timestamp on `{line}`"));
+    let parts: Vec<f64> = clock
+        .split(':')
+        .map(|p| p.parse().expect("a number"))
+        .collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
 }
 
 /// The fence node-a's agent wrote.
