@@ -461,9 +461,10 @@ fn election_reachability_and_kill_9_takeover() {
     }
     eprintln!(
         "kill -9: node-a's data plane fenced {fenced_after:?} after the kill (fence {:?}); \
-         both claimed for {:?}",
+         both claimed for {:?}, neither for {:?} (takeover seen by polling, up to 2 ms late)",
         Duration::from_nanos(fence.interval_ns),
-        fenced_after.saturating_sub(takeover)
+        fenced_after.saturating_sub(takeover),
+        takeover.saturating_sub(fenced_after)
     );
     s.assert_arp_from(&[
         (MASTER_VIPS[0], s.node_b.as_str()),
