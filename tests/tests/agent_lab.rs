@@ -677,11 +677,14 @@ fn changed_cluster() -> String {
     out
 }
 
-/// Log lines after `mark` that name this router and one of `events`.
+/// The lines of `log` that name this router (`slot=master` in ownership lines,
+/// `slot="master"` in start lines) and one of `events`.
 fn router_events(log: &str, slot: &str, family: &str, events: &[&str]) -> Vec<String> {
-    let router = format!("slot={slot} family={family}");
+    let slots = [format!("slot={slot} "), format!("slot=\"{slot}\" ")];
+    let family = format!("family={family} ");
     log.lines()
-        .filter(|l| l.contains(&router) && events.iter().any(|e| l.contains(e)))
+        .filter(|l| slots.iter().any(|s| l.contains(s.as_str())) && l.contains(&family))
+        .filter(|l| events.iter().any(|e| l.contains(e)))
         .map(str::to_owned)
         .collect()
 }
@@ -768,6 +771,11 @@ fn sighup_reload_applies_only_differences() {
             .iter()
             .any(|l| l.contains("192.0.2.11")),
         "node-a's master IPv4 router did not resume with the new VIP:\n{log_a}"
+    );
+    assert_eq!(
+        router_events(&log_a, "master", "IPv4", &["starting virtual router"]).len(),
+        1,
+        "node-a's master IPv4 router was not replaced exactly once:\n{log_a}"
     );
     assert!(
         router_events(&log_a, "master", "IPv4", &["VIPs released"]).is_empty(),

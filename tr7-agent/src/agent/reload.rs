@@ -179,12 +179,22 @@ impl super::run::Agent {
         }
         // 5.
         let mut new_specs = new.specs;
+        let maps = &mut self.maps;
         let mut start = |key: &RouterKey, resume: bool, routers: &mut routers::Routers| {
             let Some(spec) = new_specs.remove(key) else {
                 return;
             };
+            let vips = (spec.place, spec.vips.clone());
             if let Err(e) = routers.start(key.clone(), spec, resume) {
-                error!(router = %key, error = %super::chain(&e), "reload: router not started");
+                error!(router = %key, error = %super::chain(&e),
+                    "reload: router not started; its VIPs are released");
+                // A replaced master left its VIPs owned: with no router to defend them,
+                // this node must not keep answering for them.
+                for vip in vips.1 {
+                    if let Err(e) = maps.set_vip(vips.0, vip, false) {
+                        error!(%vip, error = %super::chain(&e), "cannot release VIP");
+                    }
+                }
             }
         };
         for (key, was_master) in &replaced {
