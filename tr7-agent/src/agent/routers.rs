@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::announce::{Announcer, Burst};
 use super::ownership::SlotOwnership;
@@ -60,6 +60,9 @@ pub struct RouterSpec {
     pub source: Option<IpAddr>,
     /// The unicast peers of this family (none for IPv6, see docs/agent.md).
     pub peers: Vec<IpAddr>,
+    /// The file asks for the RFC 9568 7.3 virtual MAC; not implemented yet, so the
+    /// router warns at start and uses the interface MAC (docs/agent.md).
+    pub virtual_mac: bool,
 }
 
 /// One interface that carries VIPs: where it is and its data-plane scope.
@@ -143,6 +146,7 @@ pub fn specs(view: &NodeView, target: &Target) -> BTreeMap<RouterKey, RouterSpec
                         checksum: slot.checksum,
                         source,
                         peers,
+                        virtual_mac: slot.virtual_mac,
                     },
                 );
             }
@@ -252,6 +256,7 @@ fn changed_fields(o: &RouterSpec, n: &RouterSpec) -> Vec<&'static str> {
         ("checksum", o.checksum == n.checksum),
         ("source", o.source == n.source),
         ("peers", o.peers == n.peers),
+        ("virtual_mac", o.virtual_mac == n.virtual_mac),
     ]
     .into_iter()
     .filter(|(_, same)| !same)
@@ -423,6 +428,12 @@ fn start_driver(
         })?,
         Family::V6 => IpAddr::V6(link_local(netns, iface)?),
     };
+    if spec.virtual_mac {
+        warn!(%iface, slot = key.slot.as_str(), family = %key.family, vrid = spec.vrid,
+            mac = ?crate::vrrp::virtual_mac(spec.vrid, key.family),
+            "virtual_mac: true is not implemented yet; the VIPs answer with the interface MAC \
+             (docs/agent.md, \"Virtual MAC\")");
+    }
     let mut config = Config::new(spec.vrid, spec.priority, primary, spec.vips.clone());
     config.advert_interval_cs = spec.advert_interval_cs;
     config.preempt = spec.preempt;
@@ -507,6 +518,7 @@ mod tests {
             checksum: Checksum::PseudoHeader,
             source: Some("192.0.2.2".parse().unwrap()),
             peers: vec!["192.0.2.3".parse().unwrap()],
+            virtual_mac: false,
         }
     }
 
