@@ -396,7 +396,8 @@ impl Vrrp {
     }
 
     /// RFC 9568 6.1 Master_Down_Interval for our effective priority and the current
-    /// Master_Adver_Interval. The data plane's liveness fence defaults to this.
+    /// Master_Adver_Interval. The agent derives the liveness fence from the peer's value
+    /// (`tr7::agent::heartbeat::fence`).
     pub fn master_down_interval(&self) -> Duration {
         timers::master_down_interval(self.effective_priority(), self.master_adver_interval_cs)
     }
