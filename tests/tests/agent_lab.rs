@@ -557,7 +557,26 @@ fn ping_flood(lab: &Lab, client: &str, vip: &str, count: u32) -> (u32, u32) {
 // 192.0.2.10 across the restart are all answered.
 #[test]
 fn sigquit_restart_moves_no_vip() {
-    let mut s = setup("agq");
+    restart_moves_no_vip("agq", Stop::Quit);
+}
+
+// Proves the same for a crash restarted at once (kill -9, then a new agent, as systemd's
+// Restart= does): nothing released the VIPs, the fence still holds them, the new agent
+// resumes and node-b never takes over.
+#[test]
+fn kill_9_and_fast_restart_moves_no_vip() {
+    restart_moves_no_vip("agr", Stop::Kill9);
+}
+
+/// How the restart test ends node-a's first agent.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Quit,
+    Kill9,
+}
+
+fn restart_moves_no_vip(tag: &str, stop_how: Stop) {
+    let mut s = setup(tag);
     s.wait_for_election();
     let mark_a = s.a.log_len();
     let mark_b = s.b.log_len();
@@ -573,27 +592,51 @@ fn sigquit_restart_moves_no_vip() {
             seen
         });
         std::thread::sleep(Duration::from_millis(400));
-        s.a.signal("QUIT");
-        let status = s.a.wait_exit();
-        assert!(status.success(), "node-a exited with {status} on SIGQUIT");
+        let stopped = Instant::now();
+        match stop_how {
+            Stop::Quit => {
+                s.a.signal("QUIT");
+                let status = s.a.wait_exit();
+                assert!(status.success(), "node-a exited with {status} on SIGQUIT");
+            }
+            Stop::Kill9 => s.a.kill9(),
+        }
         s.a.spawn();
-        s.a.wait_log(mark_a, "VIPs kept", Duration::from_secs(10));
+        let resumed =
+            stopped.elapsed() + s.a.wait_log(mark_a, "VIPs kept", Duration::from_secs(10));
         s.a.wait_log(mark_a, "agent running", Duration::from_secs(10));
         let log = s.a.log_since(mark_a);
         let at = |what: &str| log_time(&log, what);
-        let since = |t: f64| Duration::from_secs_f64((t - at("SIGQUIT: exiting")).max(0.0));
-        eprintln!(
-            "SIGQUIT restart (node-a's log clock, from the signal): old agent gone {:?}, new \
-             agent started {:?}, mastership resumed {:?}, startup done {:?}; limits: node-b's \
-             Master_Down_Interval {:?} after node-a's last advert, node-a's fence {:?} after \
-             its last heartbeat",
-            since(at("agent exited for restart")),
-            since(at("agent starting")),
-            since(at("VIPs kept")),
-            since(at("agent running")),
+        let limits = format!(
+            "limits: node-b's Master_Down_Interval {:?} after node-a's last advert, node-a's \
+             fence {:?} after its last heartbeat",
             master_down(100),
             fence_of(&s.a)
         );
+        match stop_how {
+            Stop::Quit => {
+                let since = |t: f64| Duration::from_secs_f64((t - at("SIGQUIT: exiting")).max(0.0));
+                eprintln!(
+                    "SIGQUIT restart (node-a's log clock, from the signal): old agent gone \
+                     {:?}, new agent started {:?}, mastership resumed {:?}, startup done \
+                     {:?}; {limits}",
+                    since(at("agent exited for restart")),
+                    since(at("agent starting")),
+                    since(at("VIPs kept")),
+                    since(at("agent running")),
+                );
+            }
+            Stop::Kill9 => {
+                let heartbeat = log
+                    .lines()
+                    .find(|l| l.contains("previous liveness heartbeat"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "kill -9 restart: mastership resumed about {resumed:?} after the SIGKILL \
+                     (seen by polling the log); {limits}; the new agent read: {heartbeat}"
+                );
+            }
+        }
         let (sent, received) = pings.join().expect("ping thread");
         // Watch a little longer: a late takeover would show up within Master_Down_Interval.
         std::thread::sleep(master_down(100));
@@ -601,7 +644,7 @@ fn sigquit_restart_moves_no_vip() {
         (sent, received, watch.join().expect("watch thread"))
     });
     eprintln!(
-        "SIGQUIT restart: client's pings to {}: {received} of {sent} answered",
+        "{stop_how:?} restart: client's pings to {}: {received} of {sent} answered",
         MASTER_VIPS[0]
     );
     let log_a = s.a.log_since(mark_a);
@@ -615,9 +658,15 @@ fn sigquit_restart_moves_no_vip() {
         "node-b changed state during node-a's restart:\n{log_b}"
     );
     assert!(
-        log_a.contains("agent exited for restart") && log_a.contains("resume as master"),
-        "node-a's log lacks the restart or the resume:\n{log_a}"
+        log_a.contains("resume as master"),
+        "node-a's log lacks the resume:\n{log_a}"
     );
+    if let Stop::Quit = stop_how {
+        assert!(
+            log_a.contains("agent exited for restart") && !log_a.contains("priority 0"),
+            "node-a's log lacks the exit for restart:\n{log_a}"
+        );
+    }
     for family in ["IPv4", "IPv6"] {
         let lines = router_events(&log_a, "master", family, &["VIPs owned", "VIPs released"]);
         assert!(
