@@ -745,7 +745,8 @@ fn router_events(log: &str, slot: &str, family: &str, events: &[&str]) -> Vec<St
 // transition nor announce nor write the map, on either node; node-a's master IPv4 router
 // is replaced and resumes as master, owning the new VIP, which the client then reaches
 // and which only node-a answers ARP for; the removed VIP's router stops, its address is
-// gone from both nodes and its map entry is gone.
+// gone from both nodes and its map entry is gone; (c) a priority-only change is made in
+// place (no restart, no transition) and shortens the peer's fence.
 #[test]
 fn sighup_reload_applies_only_differences() {
     let s = setup("agh");
@@ -855,4 +856,43 @@ fn sighup_reload_applies_only_differences() {
         String::from_utf8_lossy(&out.stdout).contains("192.0.2.11/32"),
         "node-b lacks the new VIP's address"
     );
+
+    // (c) A priority change only: node-a's master slot goes from 200 to 250. On node-a the
+    // routers are updated in place (no restart, no transition); node-b's routers do not
+    // change (its own priorities are the same), but its fence does: its peer on the master
+    // slot now takes over sooner (Master_Down_Interval(250) - 100 ms = 202.3 ms).
+    std::fs::write(
+        &s.file,
+        changed_cluster().replace(
+            "      advert_interval: 100ms\n",
+            "      advert_interval: 100ms\n      master: {priority: {node-a: 250, node-b: 100}}\n",
+        ),
+    )
+    .expect("write file with a new priority");
+    let mark_a = s.a.log_len();
+    let mark_b = s.b.log_len();
+    s.a.signal("HUP");
+    s.a.wait_log(mark_a, "reload done", Duration::from_secs(5));
+    s.b.signal("HUP");
+    s.b.wait_log(mark_b, "reload done", Duration::from_secs(5));
+    std::thread::sleep(master_down(100));
+    let (log_a, log_b) = (s.a.log_since(mark_a), s.b.log_since(mark_b));
+    eprintln!("SIGHUP (priority): node-a's log:\n{log_a}\nnode-b's log:\n{log_b}");
+    assert!(
+        log_a.contains("priority eth0 master IPv4: 200 -> 250")
+            && log_a.contains("priority eth0 master IPv6: 200 -> 250"),
+        "node-a did not change the priority in place:\n{log_a}"
+    );
+    for (name, log) in [("node-a", &log_a), ("node-b", &log_b)] {
+        assert!(
+            !log.contains("VRRP transition") && !log.contains("starting virtual router"),
+            "{name}: a priority change restarted or moved a router:\n{log}"
+        );
+    }
+    assert!(
+        log_b.contains("fence changed") && log_b.contains("new_ms=202.34"),
+        "node-b did not shorten its fence:\n{log_b}"
+    );
+    assert!(fence_of(&s.b) < fence_of(&s.a));
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns(BACKUP_VIPS[0]));
 }
