@@ -76,35 +76,38 @@ fn tr7_binary() -> &'static Path {
 /// One agent process; killed (SIGKILL) and reaped on drop, also when the test panics.
 struct Agent {
     name: &'static str,
+    netns: String,
+    file: PathBuf,
     child: Option<Child>,
     log: PathBuf,
     pins: PinDir,
-    netns: String,
-    file: PathBuf,
     /// Its control socket, in a directory of the test that the agent creates (0700).
     socket: PathBuf,
 }
 
 impl Agent {
     fn start(name: &'static str, netns: &str, file: &Path, dir: &Path) -> Self {
+        let pins = PinDir::new(&format!("agent-{name}"));
+        let log = dir.join(format!("{name}.log"));
+        File::create(&log).expect("create agent log");
         let mut agent = Self {
             name,
-            child: None,
-            log: dir.join(format!("{name}.log")),
-            pins: PinDir::new(&format!("agent-{name}")),
             netns: netns.to_owned(),
             file: file.to_owned(),
+            child: None,
+            log,
+            pins,
             socket: dir.join(format!("ctl-{name}")).join("tr7.sock"),
         };
         agent.spawn();
         agent
     }
 
-    /// Starts the process (again), with the same pins, socket and log (appended).
+    /// Starts the process (again, after an exit: same file, namespace and pins; the log
+    /// is appended to).
     fn spawn(&mut self) {
-        assert!(self.child.is_none(), "{} is running", self.name);
+        assert!(self.child.is_none(), "{} is still running", self.name);
         let out = File::options()
-            .create(true)
             .append(true)
             .open(&self.log)
             .expect("open agent log");
@@ -177,6 +180,41 @@ impl Agent {
             .unwrap_or_else(|e| panic!("{}: /metrics does not parse: {e}", self.name))
     }
 
+    /// Sends `signal` (`TERM`, `QUIT`, `HUP`) to the agent.
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// The log from byte `from` on (a mark taken with `log_len`).
+    fn log_since(&self, from: usize) -> String {
+        self.log_text().get(from..).unwrap_or_default().to_owned()
+    }
+
+    fn log_len(&self) -> usize {
+        self.log_text().len()
+    }
+
+    /// Waits (at most `limit`) until the log after `from` contains `what`.
+    fn wait_log(&self, from: usize, what: &str, limit: Duration) -> Duration {
+        wait_for(limit, &format!("{} logs `{what}`", self.name), || {
+            self.log_since(from).contains(what)
+        })
+    }
+
+    /// Whether the map has an entry for `vip` at all (owned or not).
+    fn has_entry(&self, vip: &str) -> bool {
+        let vip: IpAddr = vip.parse().unwrap();
+        Maps::open(&self.pins.path)
+            .ok()
+            .and_then(|m| m.vips().ok())
+            .is_some_and(|v| v.iter().any(|e| e.addr == vip))
+    }
+
     fn pid(&self) -> u32 {
         self.child.as_ref().expect("agent running").id()
     }
@@ -208,12 +246,7 @@ impl Agent {
 
     /// Sends SIGTERM; the caller then waits with [`Agent::wait_exit`].
     fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
+        self.signal("TERM");
     }
 
     /// Waits (at most 5 s) for the exit status.
@@ -261,6 +294,7 @@ struct Setup {
     client: String,
     node_a: String,
     node_b: String,
+    file: PathBuf,
     _dir: TempDir,
 }
 
@@ -293,9 +327,23 @@ fn setup(tag: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("{node_a}-agent"));
     std::fs::create_dir_all(&dir).expect("create test directory");
     let file = dir.join("cluster.yaml");
-    std::fs::write(
-        &file,
-        "\
+    std::fs::write(&file, CLUSTER).expect("write cluster file");
+    let a = Agent::start("node-a", &node_a, &file, &dir);
+    let b = Agent::start("node-b", &node_b, &file, &dir);
+    Setup {
+        a,
+        b,
+        lab,
+        client,
+        node_a,
+        node_b,
+        file,
+        _dir: TempDir(dir),
+    }
+}
+
+/// The lab's cluster file.
+const CLUSTER: &str = "\
 name: lab
 nodes: [{name: node-a}, {name: node-b}]
 interfaces:
@@ -312,21 +360,7 @@ interfaces:
     vips:
       master: [{address: 192.0.2.10, zone: dmz}, {address: 2001:db8::10}]
       backup: [{address: 192.0.2.20}, {address: 2001:db8::20}]
-",
-    )
-    .expect("write cluster file");
-    let a = Agent::start("node-a", &node_a, &file, &dir);
-    let b = Agent::start("node-b", &node_b, &file, &dir);
-    Setup {
-        a,
-        b,
-        lab,
-        client,
-        node_a,
-        node_b,
-        _dir: TempDir(dir),
-    }
-}
+";
 
 /// Polls `cond` every 2 ms until it holds or `limit` passes; returns the time it took.
 fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
@@ -490,9 +524,10 @@ fn election_reachability_and_kill_9_takeover() {
     }
     eprintln!(
         "kill -9: node-a's data plane fenced {fenced_after:?} after the kill (fence {:?}); \
-         both claimed for {:?}",
+         both claimed for {:?}, neither for {:?} (takeover seen by polling, up to 2 ms late)",
         Duration::from_nanos(fence.interval_ns),
-        fenced_after.saturating_sub(takeover)
+        fenced_after.saturating_sub(takeover),
+        takeover.saturating_sub(fenced_after)
     );
     s.assert_arp_from(&[
         (MASTER_VIPS[0], s.node_b.as_str()),
@@ -766,4 +801,392 @@ fn status_and_metrics_match_the_data_plane() {
         || s.a.status().is_ok_and(|r| r.node == "node-a"),
     );
     assert!(s.a.log_text().contains("removing a stale control socket"));
+}
+
+/// Pings `vip` from the client `count` times, 10 ms apart: (sent, received).
+fn ping_flood(lab: &Lab, client: &str, vip: &str, count: u32) -> (u32, u32) {
+    let out = lab.exec(
+        client,
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            vip,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary:\n{text}"));
+    let number = |word: &str| -> u32 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == word)
+            .unwrap_or_else(|| panic!("no `{word}` in `{line}`"));
+        words[at - 1].parse().expect("a count")
+    };
+    (number("packets"), number("received"))
+}
+
+// Proves that SIGQUIT is an exit for restart that moves no VIP: node-a's agent (master of
+// the master list) exits without priority 0 and is started again at once; the new agent
+// finds its VIPs still owned in the pinned map and its heartbeat within the fence, resumes
+// as master without a transition through Backup, node-b never owns a master-list VIP
+// (polled all along, and its log has no transition), and the client's pings to
+// 192.0.2.10 across the restart are all answered.
+#[test]
+fn sigquit_restart_moves_no_vip() {
+    restart_moves_no_vip("agq", Stop::Quit);
+}
+
+// Proves the same for a crash restarted at once (kill -9, then a new agent, as systemd's
+// Restart= does): nothing released the VIPs, the fence still holds them, the new agent
+// resumes and node-b never takes over.
+#[test]
+fn kill_9_and_fast_restart_moves_no_vip() {
+    restart_moves_no_vip("agr", Stop::Kill9);
+}
+
+/// How the restart test ends node-a's first agent.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Quit,
+    Kill9,
+}
+
+fn restart_moves_no_vip(tag: &str, stop_how: Stop) {
+    let mut s = setup(tag);
+    s.wait_for_election();
+    let mark_a = s.a.log_len();
+    let mark_b = s.b.log_len();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, received, b_owned_master) = std::thread::scope(|scope| {
+        let pings = scope.spawn(|| ping_flood(&s.lab, &s.client, MASTER_VIPS[0], 150));
+        let watch = scope.spawn(|| {
+            let mut seen = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen |= MASTER_VIPS.iter().any(|v| s.b.owns(v));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        let stopped = Instant::now();
+        match stop_how {
+            Stop::Quit => {
+                s.a.signal("QUIT");
+                let status = s.a.wait_exit();
+                assert!(status.success(), "node-a exited with {status} on SIGQUIT");
+            }
+            Stop::Kill9 => s.a.kill9(),
+        }
+        s.a.spawn();
+        let resumed =
+            stopped.elapsed() + s.a.wait_log(mark_a, "VIPs kept", Duration::from_secs(10));
+        s.a.wait_log(mark_a, "agent running", Duration::from_secs(10));
+        let log = s.a.log_since(mark_a);
+        let at = |what: &str| log_time(&log, what);
+        let limits = format!(
+            "limits: node-b's Master_Down_Interval {:?} after node-a's last advert, node-a's \
+             fence {:?} after its last heartbeat",
+            master_down(100),
+            fence_of(&s.a)
+        );
+        match stop_how {
+            Stop::Quit => {
+                let since = |t: f64| Duration::from_secs_f64((t - at("SIGQUIT: exiting")).max(0.0));
+                eprintln!(
+                    "SIGQUIT restart (node-a's log clock, from the signal): old agent gone \
+                     {:?}, new agent started {:?}, mastership resumed {:?}, startup done \
+                     {:?}; {limits}",
+                    since(at("agent exited for restart")),
+                    since(at("agent starting")),
+                    since(at("VIPs kept")),
+                    since(at("agent running")),
+                );
+            }
+            Stop::Kill9 => {
+                let heartbeat = log
+                    .lines()
+                    .find(|l| l.contains("previous liveness heartbeat"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "kill -9 restart: mastership resumed about {resumed:?} after the SIGKILL \
+                     (seen by polling the log); {limits}; the new agent read: {heartbeat}"
+                );
+            }
+        }
+        let (sent, received) = pings.join().expect("ping thread");
+        // Watch a little longer: a late takeover would show up within Master_Down_Interval.
+        std::thread::sleep(master_down(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, received, watch.join().expect("watch thread"))
+    });
+    eprintln!(
+        "{stop_how:?} restart: client's pings to {}: {received} of {sent} answered",
+        MASTER_VIPS[0]
+    );
+    let log_a = s.a.log_since(mark_a);
+    let log_b = s.b.log_since(mark_b);
+    assert!(
+        !b_owned_master,
+        "node-b owned a master-list VIP during node-a's restart:\n{log_b}"
+    );
+    assert!(
+        !log_b.contains("VRRP transition") && !log_b.contains("VIPs owned"),
+        "node-b changed state during node-a's restart:\n{log_b}"
+    );
+    assert!(
+        log_a.contains("resume as master"),
+        "node-a's log lacks the resume:\n{log_a}"
+    );
+    if let Stop::Quit = stop_how {
+        assert!(
+            log_a.contains("agent exited for restart") && !log_a.contains("priority 0"),
+            "node-a's log lacks the exit for restart:\n{log_a}"
+        );
+    }
+    for family in ["IPv4", "IPv6"] {
+        let lines = router_events(&log_a, "master", family, &["VIPs owned", "VIPs released"]);
+        assert!(
+            lines.is_empty(),
+            "node-a's master {family} router did not simply resume: {lines:?}"
+        );
+    }
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns_all(&BACKUP_VIPS));
+    assert_eq!(
+        received, sent,
+        "the client lost pings to {} during the restart",
+        MASTER_VIPS[0]
+    );
+}
+
+/// The time of day, in seconds, of the last line of `log` that contains `what` (the
+/// agent's log lines start with an RFC 3339 UTC timestamp).
+fn log_time(log: &str, what: &str) -> f64 {
+    let line = log
+        .lines()
+        .rfind(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no `{what}` in the log:\n{log}"));
+    let clock = line
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.split('T').nth(1))
+        .map(|t| t.trim_end_matches('Z'))
+        .unwrap_or_else(|| panic!("no timestamp on `{line}`"));
+    let parts: Vec<f64> = clock
+        .split(':')
+        .map(|p| p.parse().expect("a number"))
+        .collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+/// The fence node-a's agent wrote.
+fn fence_of(agent: &Agent) -> Duration {
+    Maps::open(&agent.pins.path)
+        .and_then(|m| m.fence())
+        .map(|f| Duration::from_nanos(f.interval_ns))
+        .unwrap_or_default()
+}
+
+/// The lab file with the backup list's IPv6 VIP removed and 192.0.2.11 added to the
+/// master list.
+fn changed_cluster() -> String {
+    let mut out = CLUSTER.to_owned();
+    for (from, to) in [
+        (
+            "master: [{address: 192.0.2.10, zone: dmz}, {address: 2001:db8::10}]",
+            "master: [{address: 192.0.2.10, zone: dmz}, {address: 192.0.2.11}, {address: 2001:db8::10}]",
+        ),
+        (
+            "backup: [{address: 192.0.2.20}, {address: 2001:db8::20}]",
+            "backup: [{address: 192.0.2.20}]",
+        ),
+    ] {
+        assert!(
+            out.contains(from),
+            "the lab's cluster file no longer has `{from}`"
+        );
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// The lines of `log` that name this router (`slot=master` in ownership lines,
+/// `slot="master"` in start lines) and one of `events`.
+fn router_events(log: &str, slot: &str, family: &str, events: &[&str]) -> Vec<String> {
+    let slots = [format!("slot={slot} "), format!("slot=\"{slot}\" ")];
+    let family = format!("family={family} ");
+    log.lines()
+        .filter(|l| slots.iter().any(|s| l.contains(s.as_str())) && l.contains(&family))
+        .filter(|l| events.iter().any(|e| l.contains(e)))
+        .map(str::to_owned)
+        .collect()
+}
+
+// Proves SIGHUP reload: (a) an invalid file is refused with an error naming the problem,
+// and nothing changes (ownership, routers, no transition); (b) a file that adds 192.0.2.11
+// to the master list and removes 2001:db8::20 from the backup list is applied as a
+// difference: the routers that did not change (master IPv6, backup IPv4) neither
+// transition nor announce nor write the map, on either node; node-a's master IPv4 router
+// is replaced and resumes as master, owning the new VIP, which the client then reaches
+// and which only node-a answers ARP for; the removed VIP's router stops, its address is
+// gone from both nodes and its map entry is gone; (c) a priority-only change is made in
+// place (no restart, no transition) and shortens the peer's fence.
+#[test]
+fn sighup_reload_applies_only_differences() {
+    let s = setup("agh");
+    s.wait_for_election();
+    let unchanged = [("master", "IPv6"), ("backup", "IPv4")];
+    let events = [
+        "VIPs owned",
+        "VIPs released",
+        "VIPs announced",
+        "VIPs kept",
+        "starting virtual router",
+    ];
+
+    // (a) An invalid file: a VIP outside every subnet of its interface.
+    let mark_a = s.a.log_len();
+    std::fs::write(
+        &s.file,
+        CLUSTER.replace("{address: 192.0.2.20}", "{address: 203.0.113.20}"),
+    )
+    .expect("write invalid file");
+    s.a.signal("HUP");
+    s.a.wait_log(mark_a, "reload refused", Duration::from_secs(5));
+    let log = s.a.log_since(mark_a);
+    eprintln!("SIGHUP with an invalid file, node-a's log:\n{log}");
+    assert!(
+        log.contains("203.0.113.20"),
+        "the error does not name the problem:\n{log}"
+    );
+    assert!(
+        !log.contains("VRRP transition") && !log.contains("reload done"),
+        "{log}"
+    );
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.a.owns_none(&BACKUP_VIPS));
+    assert!(!s.a.has_entry("203.0.113.20"));
+
+    // (b) Add one VIP, remove another. The node that is backup for the removed VIP
+    // reloads first, so the master's priority-0 advert finds no router to take over.
+    std::fs::write(&s.file, changed_cluster()).expect("write changed file");
+    let mark_a = s.a.log_len();
+    let mark_b = s.b.log_len();
+    let reloaded = Instant::now();
+    s.a.signal("HUP");
+    s.a.wait_log(mark_a, "reload done", Duration::from_secs(5));
+    s.b.signal("HUP");
+    s.b.wait_log(mark_b, "reload done", Duration::from_secs(5));
+    eprintln!("SIGHUP: both nodes reloaded after {:?}", reloaded.elapsed());
+    wait_for(Duration::from_secs(3), "node-a owns the added VIP", || {
+        s.a.owns("192.0.2.11")
+    });
+    for vip in ["192.0.2.11", "192.0.2.10"] {
+        wait_for(Duration::from_secs(3), "client reaches the VIP", || {
+            s.ping(vip)
+        });
+    }
+    s.assert_arp_from(&[("192.0.2.11", s.node_a.as_str())]);
+    // Give a wrong takeover time to show up before looking at the logs.
+    std::thread::sleep(master_down(100));
+    let (log_a, log_b) = (s.a.log_since(mark_a), s.b.log_since(mark_b));
+    eprintln!("SIGHUP: node-a's log:\n{log_a}\nnode-b's log:\n{log_b}");
+    for (name, log) in [("node-a", &log_a), ("node-b", &log_b)] {
+        for (slot, family) in unchanged {
+            let lines = router_events(log, slot, family, &events);
+            assert!(
+                lines.is_empty(),
+                "{name}: unchanged router {slot} {family} was disturbed: {lines:?}"
+            );
+        }
+        assert!(log.contains("reload done"), "{name}: no reload summary");
+    }
+    assert!(
+        router_events(&log_a, "master", "IPv4", &["VIPs kept"])
+            .iter()
+            .any(|l| l.contains("192.0.2.11")),
+        "node-a's master IPv4 router did not resume with the new VIP:\n{log_a}"
+    );
+    assert_eq!(
+        router_events(&log_a, "master", "IPv4", &["starting virtual router"]).len(),
+        1,
+        "node-a's master IPv4 router was not replaced exactly once:\n{log_a}"
+    );
+    assert!(
+        router_events(&log_a, "master", "IPv4", &["VIPs released"]).is_empty(),
+        "node-a released its master IPv4 VIPs on reload:\n{log_a}"
+    );
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns(BACKUP_VIPS[0]));
+    assert!(s.a.owns_none(&BACKUP_VIPS) && s.b.owns_none(&MASTER_VIPS));
+    for (agent, ns) in [(&s.a, &s.node_a), (&s.b, &s.node_b)] {
+        assert!(
+            !agent.has_entry(BACKUP_VIPS[1]),
+            "{}: map entry for {} left",
+            agent.name,
+            BACKUP_VIPS[1]
+        );
+        let out = s.lab.exec(ns, &["ip", "-6", "addr", "show", "dev", "eth0"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("2001:db8::20/"),
+            "{}: address {} still on eth0:\n{text}",
+            agent.name,
+            BACKUP_VIPS[1]
+        );
+    }
+    let out = s
+        .lab
+        .exec(&s.node_b, &["ip", "-4", "addr", "show", "dev", "eth0"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("192.0.2.11/32"),
+        "node-b lacks the new VIP's address"
+    );
+
+    // (c) A priority change only: node-a's master slot goes from 200 to 250. On node-a the
+    // routers are updated in place (no restart, no transition); node-b's routers do not
+    // change (its own priorities are the same), but its fence does: its peer on the master
+    // slot now takes over sooner (Master_Down_Interval(250) - 100 ms = 202.3 ms).
+    std::fs::write(
+        &s.file,
+        changed_cluster().replace(
+            "      advert_interval: 100ms\n",
+            "      advert_interval: 100ms\n      master: {priority: {node-a: 250, node-b: 100}}\n",
+        ),
+    )
+    .expect("write file with a new priority");
+    let mark_a = s.a.log_len();
+    let mark_b = s.b.log_len();
+    s.a.signal("HUP");
+    s.a.wait_log(mark_a, "reload done", Duration::from_secs(5));
+    s.b.signal("HUP");
+    s.b.wait_log(mark_b, "reload done", Duration::from_secs(5));
+    std::thread::sleep(master_down(100));
+    let (log_a, log_b) = (s.a.log_since(mark_a), s.b.log_since(mark_b));
+    eprintln!("SIGHUP (priority): node-a's log:\n{log_a}\nnode-b's log:\n{log_b}");
+    assert!(
+        log_a.contains("priority eth0 master IPv4: 200 -> 250")
+            && log_a.contains("priority eth0 master IPv6: 200 -> 250"),
+        "node-a did not change the priority in place:\n{log_a}"
+    );
+    for (name, log) in [("node-a", &log_a), ("node-b", &log_b)] {
+        assert!(
+            !log.contains("VRRP transition") && !log.contains("starting virtual router"),
+            "{name}: a priority change restarted or moved a router:\n{log}"
+        );
+    }
+    assert!(
+        log_b.contains("fence changed") && log_b.contains("new_ms=202.34"),
+        "node-b did not shorten its fence:\n{log_b}"
+    );
+    assert!(fence_of(&s.b) < fence_of(&s.a));
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns(BACKUP_VIPS[0]));
 }

@@ -1047,3 +1047,44 @@ fn counters_track_traffic_and_transitions() {
     );
     assert_eq!(c.announces, 1);
 }
+
+// Proves the resume event (beyond RFC 9568, for an agent restart that keeps its VIPs):
+// from Initialize the router sends its advert at once, is Master with its Adver_Timer
+// armed and owns the addresses, but sends no announcement (nothing moved); and a
+// higher-priority master then makes it Backup as RFC 9568 6.4.3 says for any master.
+#[test]
+fn resume_is_master_at_once_without_announcing() {
+    let clock = Clock::new();
+    let mut v = Vrrp::new(config(100), clock.at(0)).unwrap();
+    v.handle_resume(clock.at(0));
+    assert_eq!(
+        drain(&mut v),
+        vec![
+            Action::SendAdvert { priority: 100 },
+            Action::BecomeMaster {
+                from: State::Initialize,
+                reason: Reason::Resumed,
+                accept_mode: false,
+            },
+        ]
+    );
+    assert_eq!(v.state(), State::Master);
+    assert_eq!(v.poll_timeout(), Some(clock.at(1000)));
+    assert_eq!(v.counters().announces, 0);
+    // A second resume (or a startup) of a running router does nothing.
+    v.handle_resume(clock.at(10));
+    v.handle_startup(clock.at(10));
+    assert!(drain(&mut v).is_empty());
+    v.handle_advert(clock.at(20), peer_low(), &advert(200, 100))
+        .unwrap();
+    assert!(matches!(
+        drain(&mut v).as_slice(),
+        [
+            Action::SendAdvert { priority: 100 },
+            Action::BecomeBackup {
+                reason: Reason::HigherPriority { priority: 200, .. },
+                ..
+            }
+        ]
+    ));
+}

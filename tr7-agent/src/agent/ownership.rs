@@ -5,6 +5,11 @@
 //! the announcement finds the VIP owned (and the TC guard lets the announcement itself
 //! out). Leaving master writes them not owned. No netlink call on this path: the VIP
 //! addresses are configured on every node all the time.
+//!
+//! Resuming (a restarted agent, a reloaded router that was master) writes only the VIPs
+//! that are not owned yet (a VIP the reload added) and announces only if there was one:
+//! the VIPs that stayed owned did not move, so neither the map nor the clients hear of
+//! them.
 
 use std::net::IpAddr;
 
@@ -34,8 +39,13 @@ pub struct SlotOwnership {
 
 impl SlotOwnership {
     fn write(&mut self, owned: bool) -> usize {
+        let vips = self.vips.clone();
+        self.write_some(&vips, owned)
+    }
+
+    fn write_some(&mut self, vips: &[IpAddr], owned: bool) -> usize {
         let mut failed = 0;
-        for &vip in &self.vips {
+        for &vip in vips {
             if let Err(e) = self.maps.set_vip(self.place, vip, owned) {
                 failed += 1;
                 error!(iface = %self.iface, slot = %self.slot.as_str(), %vip, owned,
@@ -48,6 +58,9 @@ impl SlotOwnership {
 
 impl Ownership for SlotOwnership {
     fn own(&mut self, from: State, reason: Reason, accept_mode: bool) {
+        if reason == Reason::Resumed {
+            return self.resume(accept_mode);
+        }
         let failed = self.write(true);
         info!(
             iface = %self.iface, slot = %self.slot.as_str(), family = %self.family,
@@ -73,5 +86,32 @@ impl Ownership for SlotOwnership {
             vrid = self.vrid, ?reason, path = "af_packet", vips = ?self.vips,
             "VIPs announced"
         );
+    }
+}
+
+impl SlotOwnership {
+    /// The resume event: own what is not owned yet, announce only that.
+    fn resume(&mut self, accept_mode: bool) {
+        let place = self.place;
+        let missing: Vec<IpAddr> = self
+            .vips
+            .iter()
+            .copied()
+            .filter(|&vip| {
+                self.maps
+                    .vips
+                    .get(&crate::dataplane::vip_key(place, vip), 0)
+                    .map_or(true, |state| state.owned == 0)
+            })
+            .collect();
+        let failed = self.write_some(&missing, true);
+        info!(
+            iface = %self.iface, slot = %self.slot.as_str(), family = %self.family,
+            vrid = self.vrid, old = "initialize", new = "master", reason = %Reason::Resumed,
+            accept_mode, vips = ?self.vips, newly_owned = ?missing, failed, "VIPs kept"
+        );
+        if !missing.is_empty() {
+            self.announce(AnnounceReason::BecameMaster);
+        }
     }
 }

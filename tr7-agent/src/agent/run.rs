@@ -1,38 +1,44 @@
-//! The agent's wiring: startup in a safe order, the virtual routers, and the signals.
+//! The agent's wiring: startup in a safe order, then one loop over the signals.
 //!
 //! Startup order, and why:
-//! 1. signal handlers first, so a SIGTERM during startup is a clean stop, not a death;
+//! 1. signal handlers first (SIGTERM, SIGINT, SIGQUIT, SIGHUP), so a signal during startup
+//!    is handled, not a death;
 //! 2. the file, validated, and this node's view of it;
-//! 3. the pinned maps, the heartbeat (fence = the shortest Master_Down_Interval of this
-//!    node's slots), and every VIP written NOT owned: a restarted agent starts from "this
-//!    node claims nothing" and VRRP decides again;
+//! 3. the pinned maps and what the previous agent left in them: if its heartbeat is still
+//!    within the fence, the VIPs it owned are still answered for, and the routers that own
+//!    them resume as master (a restart moves no VIP); the heartbeat starts at once so the
+//!    fence does not run out during startup; every other VIP is written NOT owned;
 //! 4. the data plane attached to each VIP interface that already exists, BEFORE the
 //!    topology adds the VIP addresses, so a backup never answers for a VIP even for the
 //!    milliseconds of startup; interfaces that the topology creates are attached right
 //!    after it (their VIPs are new too);
 //! 5. the topology (`tr7::netlink` plan and apply), every change logged;
-//! 6. one VRRP driver per (interface, slot, family), each with its announcer whose frames
-//!    are built now, not on the failover path.
+//! 6. one VRRP driver per (interface, slot, family) ([`Routers`]), each with its
+//!    announcer whose frames are built now, not on the failover path.
+//!
+//! The main loop is one `select!` over the signals: SIGHUP reloads (`reload.rs`), SIGTERM
+//! and SIGINT hand over and exit, SIGQUIT exits keeping the VIPs (for a restart).
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
-use super::announce::{AnnounceError, Announcer, Burst};
+use super::announce::{AnnounceError, Burst};
 use super::control::{self, ControlError, ControlSocket};
-use super::heartbeat::Heartbeat;
+use super::heartbeat::{self, Heartbeat, monotonic_ns};
 use super::metrics::{self, MetricsError, MetricsListen};
-use super::ownership::SlotOwnership;
-use super::status::{Catalog, Reporter, SnapshotReply};
-use crate::config::{Checksum, NodeInterface, NodeSlot};
+use super::routers::{self, RouterKey, Routers, VipInterface};
+use super::status::{Catalog, Reporter, RouterStatus, SnapshotReply};
+use crate::config::NodeView;
 use crate::dataplane::{self, DataplaneError, Maps, VipScope, XdpAttachMode};
 use crate::netlink::{self, Options, Target, observe::ObserveError};
+use crate::vrrp::DriverError;
 use crate::vrrp::packet::Family;
-use crate::vrrp::{ChecksumMode, Config, Driver, DriverConfig, DriverError, timers};
 
 /// `tr7 agent --config FILE [--node NAME] [--netns NS] [--pin-dir DIR]`.
 #[derive(Clone, Debug, clap::Args)]
@@ -107,46 +113,71 @@ pub enum AgentError {
     Metrics(#[from] MetricsError),
 }
 
-/// One interface that carries VIPs: where it is and its data-plane scope.
-struct VipInterface<'a> {
-    iface: &'a NodeInterface,
-    /// The `ip netns` name of its namespace (`None`: the agent's own).
-    netns: Option<String>,
-    place: VipScope,
+/// What the main loop waits for.
+enum Event {
+    /// SIGTERM or SIGINT: hand over and exit.
+    Stop(&'static str),
+    /// SIGQUIT: exit for a restart, keeping the VIPs.
+    Quit,
+    /// SIGHUP: re-read the file.
+    Reload,
 }
 
-/// Runs the agent until SIGTERM or SIGINT; `Ok` is a clean stop.
+/// The signals the agent handles, registered before anything else.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.term.recv() => Event::Stop("SIGTERM"),
+            _ = self.int.recv() => Event::Stop("SIGINT"),
+            _ = self.quit.recv() => Event::Quit,
+            _ = self.hup.recv() => Event::Reload,
+        }
+    }
+}
+
+/// The running agent: what startup built and what a reload changes.
+pub(super) struct Agent {
+    pub(super) args: AgentArgs,
+    pub(super) node: String,
+    /// The cluster's name, for `tr7 status`.
+    pub(super) cluster: String,
+    pub(super) target: Target,
+    pub(super) maps: Maps,
+    pub(super) heartbeat: Option<Heartbeat>,
+    pub(super) fence: Duration,
+    pub(super) routers: Routers,
+    /// Zone and service of each VIP for `tr7 status` and /metrics; rebuilt on reload.
+    pub(super) catalog: Catalog,
+    /// The interfaces the data plane is attached to, with their scope.
+    pub(super) attached: BTreeSet<VipInterface>,
+}
+
+/// Runs the agent until SIGTERM, SIGINT or SIGQUIT; `Ok` is a clean stop.
 pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(AgentError::Runtime)?;
-    let (mut term, mut int) = runtime
-        .block_on(async {
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })
+    let mut signals = runtime
+        .block_on(async { Signals::register() })
         .map_err(AgentError::Runtime)?;
-
-    let started = Instant::now();
     let started_wall = SystemTime::now();
-    let cluster = crate::config::load(&args.config)?;
-    let node = match &args.node {
-        Some(n) => n.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .ok_or(AgentError::NoNode)?,
-    };
-    let view = cluster.node_view(&node)?;
-    let target = Target {
-        root: args.netns.clone(),
-    };
-    info!(cluster = %cluster.name, %node, file = %args.config.display(),
-        netns = ?args.netns, pin_dir = %args.pin_dir.display(), "agent starting");
     // Before any kernel change: the control socket is also the guard against a second
     // agent of this node, and a bad --metrics address must change nothing.
     let socket_path = args
@@ -159,123 +190,13 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
         .0
         .map(|addr| metrics::bind(addr, args.netns.as_deref()))
         .transpose()?;
-
-    // Scopes are the interface's position in the file, plus one: stable across restarts
-    // of the same file, so a restarted agent finds its VIP entries where it left them.
-    let vip_ifaces: Vec<VipInterface<'_>> = view
-        .interfaces
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.slots.iter().any(|s| !s.vips.is_empty()))
-        .map(|(n, iface)| VipInterface {
-            iface,
-            netns: target
-                .resolve(iface.id.namespace.as_deref())
-                .map(str::to_owned),
-            place: VipScope::untagged(u32::try_from(n + 1).unwrap_or(u32::MAX)),
-        })
-        .collect();
-
-    // 3. Maps, heartbeat, every VIP not owned.
-    let dp_err = |iface: &str| {
-        let iface = iface.to_owned();
-        move |source| AgentError::Dataplane {
-            iface,
-            source: Box::new(source),
-        }
-    };
-    let mut maps = dataplane::create_maps(&args.pin_dir).map_err(dp_err("(maps)"))?;
-    let fence = vip_ifaces
-        .iter()
-        .flat_map(|v| &v.iface.slots)
-        .filter(|s| !s.vips.is_empty())
-        .map(|s| timers::master_down_interval(s.priority.max(1), interval_cs(s)))
-        .min()
-        .unwrap_or(Duration::from_secs(3));
-    let heartbeat = Heartbeat::start(Maps::open(&args.pin_dir).map_err(dp_err("(maps)"))?, fence)
-        .map_err(dp_err("(heartbeat)"))?;
-    for v in &vip_ifaces {
-        for vip in v.iface.slots.iter().flat_map(|s| &s.vips) {
-            maps.set_vip(v.place, vip.address, false)
-                .map_err(dp_err(&v.iface.id.name))?;
-        }
-    }
-
-    // 4. and 5. Attach where the interface exists, apply, attach the rest.
-    let mut attached = vec![false; vip_ifaces.len()];
-    for (v, done) in vip_ifaces.iter().zip(&mut attached) {
-        match dataplane::attach(
-            &args.pin_dir,
-            &v.iface.id.name,
-            v.netns.as_deref(),
-            v.place.scope,
-            args.xdp_mode,
-        ) {
-            Ok(att) => {
-                *done = true;
-                info!(iface = %att.iface, ifindex = att.ifindex, scope = att.scope,
-                    gate = ?att.gate, guard = ?att.guard, "data plane attached before the topology");
-            }
-            Err(DataplaneError::NoInterface { .. }) => {}
-            Err(source) => return Err(dp_err(&v.iface.id.name)(source)),
-        }
-    }
-    apply_topology(&runtime, &view, &target)?;
-    for (v, done) in vip_ifaces.iter().zip(&attached) {
-        if !done {
-            let att = dataplane::attach(
-                &args.pin_dir,
-                &v.iface.id.name,
-                v.netns.as_deref(),
-                v.place.scope,
-                args.xdp_mode,
-            )
-            .map_err(dp_err(&v.iface.id.name))?;
-            info!(iface = %att.iface, ifindex = att.ifindex, scope = att.scope,
-                gate = ?att.gate, guard = ?att.guard, "data plane attached after the topology created the interface");
-        }
-    }
-
-    // 6. The virtual routers.
-    let burst = Burst {
-        count: args.announce_count,
-        pacing: Duration::from_millis(args.announce_pacing_ms),
-    };
-    let mut drivers = Vec::new();
-    for v in &vip_ifaces {
-        for slot in &v.iface.slots {
-            for family in [Family::V4, Family::V6] {
-                let vips: Vec<IpAddr> = slot
-                    .vips
-                    .iter()
-                    .map(|x| x.address)
-                    .filter(|a| Family::of(*a) == family)
-                    .collect();
-                if vips.is_empty() {
-                    continue;
-                }
-                let driver = start_driver(args, v, slot, family, vips, burst)?;
-                drivers.push((v.iface.id.name.clone(), slot.name, family, driver));
-            }
-        }
-    }
-    info!(
-        routers = drivers.len(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        fence_ms = fence.as_secs_f64() * 1000.0,
-        "agent running"
-    );
+    let mut agent = Agent::start(args, &runtime)?;
 
     // `tr7 status` and /metrics ask the loop below for its routers (status::Reporter).
     let (snapshot_tx, mut snapshots) = tokio::sync::mpsc::channel::<SnapshotReply>(16);
-    let catalog = Catalog::new(
-        vip_ifaces
-            .iter()
-            .map(|v| (v.iface, v.netns.clone(), v.place)),
-    );
     let reporter = Reporter {
-        cluster: cluster.name.clone(),
-        node: node.clone(),
+        cluster: agent.cluster.clone(),
+        node: agent.node.clone(),
         started: started_wall,
         pin_dir: args.pin_dir.clone(),
         requests: snapshot_tx,
@@ -284,62 +205,299 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
     if let Some(listener) = metrics_listener {
         runtime.spawn(metrics::serve(listener, reporter));
     }
-
-    let which = runtime.block_on(async {
-        loop {
-            tokio::select! {
-                _ = term.recv() => break "SIGTERM",
-                _ = int.recv() => break "SIGINT",
-                Some(reply) = snapshots.recv() => {
-                    let routers = drivers
-                        .iter()
-                        .map(|(iface, slot, _, driver)| catalog.router(iface, *slot, driver))
-                        .collect();
-                    let _ = reply.send(routers);
+    loop {
+        let event = runtime.block_on(async {
+            loop {
+                tokio::select! {
+                    event = signals.next() => break event,
+                    Some(reply) = snapshots.recv() => {
+                        let _ = reply.send(agent.router_statuses());
+                    }
                 }
             }
-        }
-    });
-    // From here `tr7 status` says the agent is not running.
-    drop(control);
-    info!(
-        signal = which,
-        "stopping: priority 0 adverts, VIPs released"
-    );
-    // In parallel: each stop ends with closing sockets, which waits for an RCU grace
-    // period (about 10 ms for an AF_PACKET socket); one after the other, the last
-    // master's priority-0 advert would wait for all the others.
-    std::thread::scope(|scope| {
-        for (iface, slot, family, driver) in drivers {
-            scope.spawn(move || {
-                let status = driver.shutdown();
-                info!(%iface, slot = slot.as_str(), %family, state = %status.state,
-                    adverts_sent = status.vrrp.adverts_sent, "virtual router stopped");
-            });
-        }
-    });
-    // Each driver released its own VIPs; this covers a driver that had already ended.
-    for v in &vip_ifaces {
-        for vip in v.iface.slots.iter().flat_map(|s| &s.vips) {
-            if let Err(e) = maps.set_vip(v.place, vip.address, false) {
-                warn!(iface = %v.iface.id.name, vip = %vip.address, error = %super::chain(&e),
-                    "cannot release VIP");
+        });
+        match event {
+            Event::Reload => agent.reload(&runtime),
+            Event::Stop(which) => {
+                // From here `tr7 status` says the agent is not running.
+                drop(control);
+                agent.stop(which);
+                return Ok(());
+            }
+            Event::Quit => {
+                drop(control);
+                agent.exit_for_restart();
+                return Ok(());
             }
         }
     }
-    drop(heartbeat);
-    info!("agent stopped");
-    Ok(())
 }
 
-fn interval_cs(slot: &NodeSlot) -> u16 {
-    // Validation keeps the interval a multiple of 10 ms within 10 ms-40.95 s.
-    u16::try_from(slot.advert_interval.as_millis() / 10)
-        .unwrap_or(u16::MAX)
-        .max(1)
+/// The catalog of `tr7 status`: each VIP interface of the view with its namespace and
+/// data-plane place.
+pub(super) fn catalog(view: &NodeView, target: &Target) -> Catalog {
+    let ifaces = routers::vip_interfaces(view, target);
+    Catalog::new(ifaces.into_iter().filter_map(|v| {
+        view.interfaces
+            .iter()
+            .find(|i| i.id == v.id)
+            .map(|i| (i, v.netns, v.place))
+    }))
 }
 
-fn apply_topology(
+pub(super) fn dp_err(iface: &str) -> impl FnOnce(DataplaneError) -> AgentError + use<> {
+    let iface = iface.to_owned();
+    move |source| AgentError::Dataplane {
+        iface,
+        source: Box::new(source),
+    }
+}
+
+impl Agent {
+    fn start(args: &AgentArgs, runtime: &tokio::runtime::Runtime) -> Result<Self, AgentError> {
+        let started = Instant::now();
+        let cluster = crate::config::load(&args.config)?;
+        let node = match &args.node {
+            Some(n) => n.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .ok_or(AgentError::NoNode)?,
+        };
+        let view = cluster.node_view(&node)?;
+        let target = Target {
+            root: args.netns.clone(),
+        };
+        info!(cluster = %cluster.name, %node, file = %args.config.display(),
+            netns = ?args.netns, pin_dir = %args.pin_dir.display(), "agent starting");
+        let specs = routers::specs(&view, &target);
+        if let Some(e) = routers::missing_source(&specs) {
+            return Err(e);
+        }
+
+        // 3. What the previous agent left, the heartbeat, the resumed routers, the maps.
+        // A restart must beat the fence and the peer's Master_Down_Timer, so when the pins
+        // exist the routers that still own their VIPs resume before the slow steps (loading
+        // the object to create missing maps, attaching, the topology): the data plane the
+        // previous agent attached is still in place and answering for them.
+        let fence = heartbeat::fence(&cluster, &node);
+        let burst = Burst {
+            count: args.announce_count,
+            pacing: Duration::from_millis(args.announce_pacing_ms),
+        };
+        let mut routers = Routers::new(args.pin_dir.clone(), burst);
+        let (held, heartbeat) = match Maps::open(&args.pin_dir) {
+            Ok(maps) => {
+                let held = held_vips(&maps);
+                let heartbeat = Heartbeat::start(maps, fence).map_err(dp_err("(heartbeat)"))?;
+                (held, Some(heartbeat))
+            }
+            Err(_) => (BTreeSet::new(), None),
+        };
+        let resume: BTreeSet<RouterKey> = specs
+            .iter()
+            .filter(|(_, s)| s.vips.iter().any(|&a| held.contains(&(s.place, a))))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !resume.is_empty() {
+            info!(routers = ?resume.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "the previous agent's ownership is still fenced in: these routers resume as master");
+        }
+        if !resume.is_empty() {
+            // A VIP the file added since: its entry is made here, not owned, so that the
+            // resumed router only flips existing entries (one writer allocates indexes).
+            let mut maps = Maps::open(&args.pin_dir).map_err(dp_err("(maps)"))?;
+            let present: BTreeSet<(VipScope, IpAddr)> = maps
+                .vips()
+                .map_err(dp_err("(maps)"))?
+                .into_iter()
+                .map(|e| (e.place, e.addr))
+                .collect();
+            for key in &resume {
+                let spec = &specs[key];
+                for &vip in &spec.vips {
+                    if !present.contains(&(spec.place, vip)) {
+                        maps.set_vip(spec.place, vip, false)
+                            .map_err(dp_err(&key.iface.name))?;
+                    }
+                }
+                routers.start(key.clone(), spec.clone(), true)?;
+            }
+        }
+        let mut maps = dataplane::create_maps(&args.pin_dir).map_err(dp_err("(maps)"))?;
+        let heartbeat = match heartbeat {
+            Some(h) => h,
+            None => Heartbeat::start(Maps::open(&args.pin_dir).map_err(dp_err("(maps)"))?, fence)
+                .map_err(dp_err("(heartbeat)"))?,
+        };
+        // Every VIP of the other routers: not owned, until VRRP decides.
+        for (key, spec) in specs.iter().filter(|(k, _)| !resume.contains(*k)) {
+            for &vip in &spec.vips {
+                maps.set_vip(spec.place, vip, false)
+                    .map_err(dp_err(&key.iface.name))?;
+            }
+        }
+        release_stale(&mut maps, &routers::map_entries(&specs));
+
+        let catalog = catalog(&view, &target);
+        let mut agent = Agent {
+            args: args.clone(),
+            cluster: cluster.name.clone(),
+            node,
+            target,
+            maps,
+            heartbeat: Some(heartbeat),
+            fence,
+            routers,
+            catalog,
+            attached: BTreeSet::new(),
+        };
+        // 4. and 5. Attach where the interface exists, apply, attach the rest.
+        let vip_ifaces = routers::vip_interfaces(&view, &agent.target);
+        agent.attach(&vip_ifaces, false)?;
+        apply_topology(runtime, &view, &agent.target)?;
+        agent.attach(&vip_ifaces, true)?;
+
+        // 6. The other virtual routers.
+        for (key, spec) in specs {
+            if !resume.contains(&key) {
+                agent.routers.start(key, spec, false)?;
+            }
+        }
+        info!(
+            routers = agent.routers.len(),
+            resumed = resume.len(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            fence_ms = fence.as_secs_f64() * 1000.0,
+            "agent running"
+        );
+        Ok(agent)
+    }
+
+    /// Attaches the data plane to each interface of `vip_ifaces` not attached yet with
+    /// its scope. Before the topology (`must` false) an interface that does not exist yet
+    /// is skipped; after it (`must` true) it is an error.
+    pub(super) fn attach(
+        &mut self,
+        vip_ifaces: &[VipInterface],
+        must: bool,
+    ) -> Result<(), AgentError> {
+        for v in vip_ifaces {
+            if self.attached.contains(v) {
+                continue;
+            }
+            match dataplane::attach(
+                &self.args.pin_dir,
+                &v.id.name,
+                v.netns.as_deref(),
+                v.place.scope,
+                self.args.xdp_mode,
+            ) {
+                Ok(att) => {
+                    info!(iface = %att.iface, ifindex = att.ifindex, scope = att.scope,
+                        gate = ?att.gate, guard = ?att.guard,
+                        when = if must { "after the topology" } else { "before the topology" },
+                        "data plane attached");
+                    self.attached.retain(|a| a.id != v.id);
+                    self.attached.insert(v.clone());
+                }
+                Err(DataplaneError::NoInterface { .. }) if !must => {}
+                Err(source) => return Err(dp_err(&v.id.name)(source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Each running router's status for `tr7 status` and /metrics (no I/O: the reporter
+    /// reads the data plane itself).
+    fn router_statuses(&self) -> Vec<RouterStatus> {
+        self.routers
+            .drivers()
+            .map(|(key, driver)| self.catalog.router(&key.iface.name, key.slot, driver))
+            .collect()
+    }
+
+    /// SIGTERM, SIGINT: hand over (priority 0), release every VIP, stop the heartbeat.
+    fn stop(mut self, which: &'static str) {
+        info!(
+            signal = which,
+            "stopping: priority 0 adverts, VIPs released"
+        );
+        let entries = routers::map_entries(&self.routers.specs());
+        self.routers.shutdown_all();
+        // Each driver released its own VIPs; this covers a driver that had already ended.
+        for (place, vip) in entries {
+            if let Err(e) = self.maps.set_vip(place, vip, false) {
+                warn!(%vip, error = %super::chain(&e), "cannot release VIP");
+            }
+        }
+        drop(self.heartbeat.take());
+        info!("agent stopped");
+    }
+
+    /// SIGQUIT: exit for a restart. No priority 0 and no release: the pinned map keeps
+    /// the VIPs owned and the data plane keeps answering for them until the fence runs
+    /// out; a new agent started within the fence adopts them (docs/agent.md).
+    fn exit_for_restart(mut self) {
+        info!(
+            fence_ms = self.fence.as_secs_f64() * 1000.0,
+            "SIGQUIT: exiting for a restart; VIPs kept until the fence runs out"
+        );
+        self.routers.abandon_all();
+        drop(self.heartbeat.take());
+        info!("agent exited for restart");
+    }
+}
+
+/// The VIPs the pinned map says this node owns, if the previous agent's heartbeat is still
+/// within its fence (so the data plane is still answering for them); else none.
+fn held_vips(maps: &Maps) -> BTreeSet<(VipScope, IpAddr)> {
+    let now = monotonic_ns();
+    let fresh = match maps.fence() {
+        Ok(f) if f.interval_ns > 0 => {
+            let left_ms =
+                (f.heartbeat_ns.saturating_add(f.interval_ns)).saturating_sub(now) as f64 / 1e6;
+            info!(
+                heartbeat_age_ms = now.saturating_sub(f.heartbeat_ns) as f64 / 1e6,
+                fence_ms = f.interval_ns as f64 / 1e6,
+                left_ms,
+                "previous liveness heartbeat"
+            );
+            f.heartbeat_ns.saturating_add(f.interval_ns) > now
+        }
+        _ => false,
+    };
+    if !fresh {
+        return BTreeSet::new();
+    }
+    maps.vips()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.owned)
+        .map(|e| (e.place, e.addr))
+        .collect()
+}
+
+/// Writes not owned every VIP of the map that the file no longer has (a file changed
+/// between two runs): this node must not keep claiming it. The entry stays, so the data
+/// plane keeps treating the address as a VIP while it is still configured.
+fn release_stale(maps: &mut Maps, desired: &BTreeSet<(VipScope, IpAddr)>) {
+    let stale: Vec<_> = maps
+        .vips()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.owned && !desired.contains(&(e.place, e.addr)))
+        .collect();
+    for e in stale {
+        match maps.set_vip(e.place, e.addr, false) {
+            Ok(_) => info!(vip = %e.addr, scope = e.place.scope, "VIP not in the file released"),
+            Err(err) => warn!(vip = %e.addr, error = %super::chain(&err), "cannot release VIP"),
+        }
+    }
+}
+
+pub(super) fn apply_topology(
     runtime: &tokio::runtime::Runtime,
     view: &crate::config::NodeView,
     target: &Target,
@@ -367,95 +525,4 @@ fn apply_topology(
         info!(%action, "topology changed");
     }
     Ok(())
-}
-
-fn start_driver(
-    args: &AgentArgs,
-    v: &VipInterface<'_>,
-    slot: &NodeSlot,
-    family: Family,
-    vips: Vec<IpAddr>,
-    burst: Burst,
-) -> Result<Driver, AgentError> {
-    let iface = &v.iface.id.name;
-    let netns = v.netns.as_deref();
-    let no_source = || AgentError::NoSource {
-        iface: iface.clone(),
-        slot: slot.name.as_str(),
-        family,
-    };
-    let (primary, peers) = match family {
-        Family::V4 => {
-            let primary = slot
-                .source
-                .ipv4
-                .or_else(|| {
-                    v.iface
-                        .addresses
-                        .iter()
-                        .map(|c| c.addr)
-                        .find(IpAddr::is_ipv4)
-                })
-                .ok_or_else(no_source)?;
-            let peers = slot.peers.iter().copied().filter(IpAddr::is_ipv4).collect();
-            (primary, peers)
-        }
-        // RFC 9568 5.1.2.1: IPv6 adverts come from the link-local address, and the
-        // receive checks drop any other source. The file's unicast peers are global
-        // addresses, so a peer's adverts could never match them: IPv6 virtual routers
-        // run over ff02::12 until the file can name the peers' link-local addresses.
-        Family::V6 => (IpAddr::V6(link_local(netns, iface)?), Vec::new()),
-    };
-    let mut config = Config::new(slot.vrid.value, slot.priority, primary, vips.clone());
-    config.advert_interval_cs = interval_cs(slot);
-    config.preempt = slot.preempt;
-    config.preempt_delay = slot.preempt_delay;
-    config.accept_mode = slot.accept_mode;
-    config.unicast_peers = peers;
-    let announcer = Announcer::new(netns, iface, &vips, burst)?;
-    let ownership = SlotOwnership {
-        iface: iface.clone(),
-        slot: slot.name,
-        family,
-        vrid: slot.vrid.value,
-        place: v.place,
-        vips,
-        maps: Maps::open(&args.pin_dir).map_err(|source| AgentError::Dataplane {
-            iface: iface.clone(),
-            source: Box::new(source),
-        })?,
-        announcer,
-    };
-    info!(%iface, slot = slot.name.as_str(), %family, vrid = slot.vrid.value,
-        priority = slot.priority, %primary, peers = ?config.unicast_peers,
-        mode = if config.unicast_peers.is_empty() { "multicast" } else { "unicast" },
-        "starting virtual router");
-    let driver = Driver::start(
-        DriverConfig {
-            netns: v.netns.clone(),
-            interface: iface.clone(),
-            vrrp: config,
-            checksum: match slot.checksum {
-                Checksum::PseudoHeader => ChecksumMode::PseudoHeader,
-                Checksum::MessageOnly => ChecksumMode::MessageOnly,
-            },
-        },
-        ownership,
-    )?;
-    Ok(driver)
-}
-
-/// The interface's link-local address. A link that the topology just set up gets one
-/// within milliseconds, so wait a little rather than fail.
-fn link_local(netns: Option<&str>, iface: &str) -> Result<std::net::Ipv6Addr, AgentError> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        match crate::vrrp::link_local_v6(netns, iface) {
-            Ok(a) => return Ok(a),
-            Err(crate::vrrp::SocketError::NoLinkLocal { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(AgentError::Driver(DriverError::Socket(e))),
-        }
-    }
 }

@@ -135,6 +135,21 @@ impl Driver {
     /// Opens the socket in the interface's namespace, starts the thread and sends the
     /// Startup event (RFC 9568 6.4.1).
     pub fn start(config: DriverConfig, ownership: impl Ownership) -> Result<Self, DriverError> {
+        Self::spawn(config, ownership, false)
+    }
+
+    /// As [`Driver::start`], but the thread sends the resume event
+    /// ([`Vrrp::handle_resume`]): Master at once, for a router whose addresses this node
+    /// still owns (an agent restart, a reloaded router that was master).
+    pub fn resume(config: DriverConfig, ownership: impl Ownership) -> Result<Self, DriverError> {
+        Self::spawn(config, ownership, true)
+    }
+
+    fn spawn(
+        config: DriverConfig,
+        ownership: impl Ownership,
+        resume: bool,
+    ) -> Result<Self, DriverError> {
         let iface = config.interface.clone();
         let now = Instant::now();
         let vrrp = Vrrp::new(config.vrrp.clone(), now).map_err(|source| DriverError::Config {
@@ -191,6 +206,7 @@ impl Driver {
             wake: wake_rx,
             status: status.clone(),
             io: IoCounters::default(),
+            resume,
         };
         let thread = std::thread::Builder::new()
             .name(format!("vrrp-{}", config.interface))
@@ -295,6 +311,8 @@ struct Shell<O> {
     wake: UnixStream,
     status: Arc<Mutex<Status>>,
     io: IoCounters,
+    /// Start with the resume event instead of Startup.
+    resume: bool,
 }
 
 enum Flow {
@@ -312,9 +330,14 @@ impl<O: Ownership> Shell<O> {
             priority = self.vrrp.config().priority,
             source = %self.vrrp.config().primary_address,
             destinations = ?self.destinations,
+            resume = self.resume,
             "VRRP virtual router starting"
         );
-        self.vrrp.handle_startup(Instant::now());
+        if self.resume {
+            self.vrrp.handle_resume(Instant::now());
+        } else {
+            self.vrrp.handle_startup(Instant::now());
+        }
         self.execute();
         self.publish(false);
         let mut buf = vec![0u8; RECV_BUFFER];

@@ -39,7 +39,7 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_ADVERT_INTERVAL_CS: u16 = 0x0fff;
 
 /// An address family; one advertisement and one state machine carry only one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     V4,
     V6,

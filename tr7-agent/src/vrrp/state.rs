@@ -173,6 +173,10 @@ pub enum Reason {
     StartupAsOwner,
     /// RFC 9568 6.4.1: startup with priority below 255.
     Startup,
+    /// Beyond RFC 9568: a restarted agent (or a reloaded virtual router) found this
+    /// router's addresses still owned by this node and its liveness fence still fresh, so
+    /// it carries on as master instead of starting over from Initialize.
+    Resumed,
     /// RFC 9568 6.4.2: the Master_Down_Timer fired.
     MasterDown,
     /// Unicast fast takeover: the single peer sent priority 0.
@@ -192,6 +196,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::StartupAsOwner => write!(f, "startup as address owner (priority 255)"),
             Reason::Startup => write!(f, "startup"),
+            Reason::Resumed => write!(f, "resumed mastership still held by this node"),
             Reason::MasterDown => write!(f, "master down timer expired"),
             Reason::PeerReleased { from } => {
                 write!(f, "unicast peer {from} released mastership (priority 0)")
@@ -391,7 +396,8 @@ impl Vrrp {
     }
 
     /// RFC 9568 6.1 Master_Down_Interval for our effective priority and the current
-    /// Master_Adver_Interval. The data plane's liveness fence defaults to this.
+    /// Master_Adver_Interval. The agent derives the liveness fence from the peer's value
+    /// (`tr7::agent::heartbeat::fence`).
     pub fn master_down_interval(&self) -> Duration {
         timers::master_down_interval(self.effective_priority(), self.master_adver_interval_cs)
     }
@@ -424,6 +430,20 @@ impl Vrrp {
             // Master_Down_Timer = Master_Down_Interval, and Backup.
             self.become_backup(now, Reason::Startup, self.config.advert_interval_cs);
         }
+    }
+
+    /// Startup of a router that was master a moment ago, in the previous agent process or
+    /// in the router this one replaces on reload: the addresses are still owned and the
+    /// clients' neighbour entries still point here. Beyond RFC 9568, which knows only
+    /// Startup: the advert goes out at once (it resets the backups' Master_Down_Timer before
+    /// it fires) and the router is Active, without the announcement burst, since nothing
+    /// moved. A higher-priority router that is master meanwhile makes this one Backup at
+    /// its next advert, as any other master (RFC 9568 6.4.3).
+    pub fn handle_resume(&mut self, now: Instant) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.enter_master(now, Reason::Resumed);
     }
 
     /// RFC 9568 6.4.2 / 6.4.3: Shutdown event.
@@ -678,6 +698,13 @@ impl Vrrp {
     }
 
     fn become_master(&mut self, now: Instant, reason: Reason) {
+        self.enter_master(now, reason);
+        self.announce(now, AnnounceReason::BecameMaster);
+    }
+
+    /// Advert, Master state, timers, ownership: everything of becoming master except the
+    /// announcement.
+    fn enter_master(&mut self, now: Instant, reason: Reason) {
         let from = self.state;
         // RFC 9568 6.4.1 / 6.4.2: send an advert first, then own and announce: the
         // advert stops the other routers' timers as early as possible.
@@ -694,7 +721,6 @@ impl Vrrp {
             reason,
             accept_mode: self.accept_mode(),
         });
-        self.announce(now, AnnounceReason::BecameMaster);
     }
 
     fn become_backup(&mut self, now: Instant, reason: Reason, master_adver_interval_cs: u16) {
