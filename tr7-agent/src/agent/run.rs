@@ -90,6 +90,8 @@ pub enum AgentError {
     Driver(#[from] DriverError),
     #[error(transparent)]
     Announce(#[from] AnnounceError),
+    #[error(transparent)]
+    Signals(#[from] crate::signals::SignalError),
 }
 
 /// One interface that carries VIPs: where it is and its data-plane scope.
@@ -213,6 +215,13 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
         count: args.announce_count,
         pacing: Duration::from_millis(args.announce_pacing_ms),
     };
+    // Tracked signals (docs/signals.md): started before the routers so that the first
+    // carrier snapshot and probes are under way; each router is bound as it starts.
+    let signals = crate::signals::Monitor::start(crate::signals::plan(
+        &view,
+        |ns| target.resolve(ns).map(str::to_owned),
+        crate::signals::DEFAULT_POLL,
+    ))?;
     let mut drivers = Vec::new();
     for v in &vip_ifaces {
         for slot in &v.iface.slots {
@@ -227,6 +236,12 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
                     continue;
                 }
                 let driver = start_driver(args, v, slot, family, vips, burst)?;
+                let key = crate::signals::RouterKey {
+                    iface: v.iface.id.to_string(),
+                    slot: slot.name,
+                    family,
+                };
+                signals.bind(&key, &driver)?;
                 drivers.push((v.iface.id.name.clone(), slot.name, family, driver));
             }
         }
@@ -248,6 +263,7 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
         signal = which,
         "stopping: priority 0 adverts, VIPs released"
     );
+    signals.stop();
     // In parallel: each stop ends with closing sockets, which waits for an RCU grace
     // period (about 10 ms for an AF_PACKET socket); one after the other, the last
     // master's priority-0 advert would wait for all the others.

@@ -7,8 +7,13 @@
 //! ARP, neighbour solicitation, ICMP echo); `monitor` runs them for the agent. See
 //! docs/signals.md.
 
+pub mod link;
+pub mod monitor;
+pub mod probe;
 pub mod tracker;
 
+pub use link::DEFAULT_POLL;
+pub use monitor::{Monitor, Plan, RouterKey, SignalError, SignalStatus, plan};
 pub use tracker::{
     Board, Change, Damper, Damping, Debounce, Health, LinkFault, LinkNode, LinkTree, PortObs,
     RouterId, SignalId, SignalSnapshot,

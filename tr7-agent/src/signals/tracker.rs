@@ -444,6 +444,11 @@ impl Board {
         RouterId(self.routers.len() - 1)
     }
 
+    /// Whether the router depends on any signal.
+    pub fn tracks(&self, r: RouterId) -> bool {
+        !self.routers[r.0].signals.is_empty()
+    }
+
     pub fn faulted(&self, r: RouterId) -> bool {
         self.routers[r.0].faulted
     }
