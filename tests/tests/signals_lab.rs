@@ -270,7 +270,7 @@ interfaces:
             "IPv4",
             TRACKED[0],
             TRACKED[1],
-            "table arp t { chain c { type filter hook input priority 0; arp saddr ip 192.0.2.2 drop; } }"
+            "table arp t {\n chain c {\n type filter hook input priority 0\n arp saddr ip 192.0.2.2 drop\n }\n}\n"
                 .to_owned(),
         ),
         (
@@ -278,7 +278,7 @@ interfaces:
             TRACKED[1],
             TRACKED[0],
             format!(
-                "table inet t {{ chain c {{ type filter hook input priority 0; ether saddr {mac_a} meta nfproto ipv6 drop; }} }}"
+                "table inet t {{\n chain c {{\n type filter hook input priority 0\n ether saddr {mac_a} meta nfproto ipv6 drop\n }}\n}}\n"
             ),
         ),
     ];
@@ -317,7 +317,7 @@ interfaces:
     // Both nodes lose the IPv4 gateway: count owner changes of the IPv4 gateway VIP.
     s.nft(
         &gw,
-        "table arp t { chain c { type filter hook input priority 0; policy drop; } }",
+        "table arp t {\n chain c {\n type filter hook input priority 0; policy drop\n }\n}\n",
     );
     let owner = || match (s.a.owns(TRACKED[0]), s.b.owns(TRACKED[0])) {
         (true, false) => "a",
