@@ -307,14 +307,9 @@ impl Prober {
             if !matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0) {
                 continue;
             }
-            loop {
-                let (n, from) = match nix::sys::socket::recvfrom::<SockaddrStorage>(
-                    self.socket().as_raw_fd(),
-                    buf,
-                ) {
-                    Ok(r) => r,
-                    Err(_) => break,
-                };
+            while let Ok((n, from)) =
+                nix::sys::socket::recvfrom::<SockaddrStorage>(self.socket().as_raw_fd(), buf)
+            {
                 let from = from.and_then(|a| {
                     a.as_sockaddr_in()
                         .map(|s| IpAddr::V4(s.ip()))
