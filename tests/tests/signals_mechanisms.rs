@@ -1,0 +1,210 @@
+//! The signal mechanisms on their own, in namespaces, without agents: the carrier watcher
+//! (netlink events + RTM_GETLINK poll) on the kernel's slow and fast carrier paths, and every
+//! gateway probe (ARP, neighbour solicitation, ICMP and ICMPv6 echo) against a real gateway
+//! namespace that answers, then drops (nftables), then answers again.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tr7::config::ProbeMethod;
+use tr7::signals::link::{self, LinkSnapshot};
+use tr7::signals::probe::{self, ProbeResult, ProbeSpec};
+use tr7_tests::lab::{Lab, ip};
+
+fn nft(ns: &str, script: &str) {
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft (Debian package nftables; `cargo xtask setup` installs it)");
+    child
+        .stdin
+        .take()
+        .expect("nft stdin")
+        .write_all(script.as_bytes())
+        .expect("write nft script");
+    let out = child.wait_with_output().expect("wait for nft");
+    assert!(
+        out.status.success(),
+        "nft in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Results until `n` in a row have `ok`, at most `limit`; the number of results read.
+fn until_in_a_row(
+    rx: &mpsc::Receiver<ProbeResult>,
+    ok: bool,
+    n: usize,
+    limit: Duration,
+    what: &str,
+) -> usize {
+    let start = Instant::now();
+    let (mut run, mut total) = (0, 0);
+    let mut last = String::new();
+    while run < n {
+        let left = limit.saturating_sub(start.elapsed());
+        let r = rx.recv_timeout(left).unwrap_or_else(|_| {
+            panic!("{what}: not {n} results with ok={ok} in a row within {limit:?}; last: {last}")
+        });
+        total += 1;
+        run = if r.ok == ok { run + 1 } else { 0 };
+        last = r.detail;
+    }
+    total
+}
+
+// Proves each probe method gets the gateway's answer, sees the gateway go silent when its
+// namespace drops the probes, and sees it answer again: ARP and ICMP for IPv4, neighbour
+// solicitation and ICMPv6 echo for IPv6, 20 ms apart with a 20 ms timeout.
+#[test]
+fn gateway_probes_see_answers_and_silence() {
+    let mut lab = Lab::new("sgp");
+    let node = lab.netns("n");
+    let gw = lab.netns("gw");
+    lab.veth(&node, "eth0", &gw, "eth0");
+    lab.addr(&node, "eth0", "192.0.2.2/24");
+    lab.addr(&node, "eth0", "2001:db8::2/64");
+    lab.addr(&gw, "eth0", "192.0.2.1/24");
+    lab.addr(&gw, "eth0", "2001:db8::1/64");
+    lab.wait_ipv6_ready(&node, "eth0");
+    lab.wait_ipv6_ready(&gw, "eth0");
+    let cases: [(ProbeMethod, &str, &str); 4] = [
+        (
+            ProbeMethod::Arp,
+            "192.0.2.1",
+            "table arp t {\n chain c {\n type filter hook input priority 0; policy drop\n }\n}\n",
+        ),
+        (
+            ProbeMethod::Icmp,
+            "192.0.2.1",
+            "table ip t {\n chain c {\n type filter hook input priority 0\n icmp type echo-request drop\n }\n}\n",
+        ),
+        (
+            ProbeMethod::Ndp,
+            "2001:db8::1",
+            "table ip6 t {\n chain c {\n type filter hook input priority 0\n icmpv6 type nd-neighbor-solicit drop\n }\n}\n",
+        ),
+        (
+            ProbeMethod::Icmp,
+            "2001:db8::1",
+            "table ip6 t {\n chain c {\n type filter hook input priority 0\n icmpv6 type echo-request drop\n }\n}\n",
+        ),
+    ];
+    for (key, (method, target, drop)) in cases.into_iter().enumerate() {
+        let what = format!("{method} to {target}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let spec = ProbeSpec {
+            netns: Some(node.clone()),
+            iface: "eth0".into(),
+            target: target.parse::<IpAddr>().unwrap(),
+            method,
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(20),
+            source_v4: Some("192.0.2.2".parse().unwrap()),
+        };
+        let thread = probe::spawn(spec, key, move |_, r| tx.send(r).is_ok(), stop.clone())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        until_in_a_row(
+            &rx,
+            true,
+            5,
+            Duration::from_secs(5),
+            &format!("{what}, answering"),
+        );
+        nft(&gw, drop);
+        let n = until_in_a_row(
+            &rx,
+            false,
+            5,
+            Duration::from_secs(5),
+            &format!("{what}, dropped"),
+        );
+        eprintln!("{what}: 5 failures in a row after {n} results since the drop");
+        nft(&gw, "flush ruleset");
+        until_in_a_row(
+            &rx,
+            true,
+            5,
+            Duration::from_secs(5),
+            &format!("{what}, answering again"),
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        thread.join().expect("probe thread");
+    }
+}
+
+/// Snapshots until `dev` shows `carrier` (and `also` has carrier), at most 3 s; the snapshot.
+fn until_carrier(
+    rx: &mpsc::Receiver<LinkSnapshot>,
+    dev: &str,
+    carrier: bool,
+    also: &str,
+) -> LinkSnapshot {
+    let start = Instant::now();
+    loop {
+        let left = Duration::from_secs(3).saturating_sub(start.elapsed());
+        let s = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("{dev} never showed carrier={carrier} within 3 s"));
+        if s.links.get(dev).is_some_and(|o| o.carrier == carrier)
+            && s.links.get(also).is_some_and(|o| o.carrier)
+        {
+            return s;
+        }
+    }
+}
+
+// Proves the carrier watcher sees a veth lose and regain carrier on the kernel's slow path
+// (equal ifindexes: linkwatch batches the change) and on the fast path (different
+// ifindexes), naming the interface and leaving the other one up; prints how long each took
+// and whether the event or the poll saw it first.
+#[test]
+fn carrier_watcher_sees_slow_and_fast_paths() {
+    let mut lab = Lab::new("sgc");
+    let node = lab.netns("n");
+    let up = lab.netns("up");
+    ip(&[
+        "link", "add", "up0", "index", "40", "netns", &node, "type", "veth", "peer", "name", "p0",
+        "index", "40", "netns", &up,
+    ]);
+    ip(&[
+        "link", "add", "up1", "index", "41", "netns", &node, "type", "veth", "peer", "name", "p1",
+        "index", "51", "netns", &up,
+    ]);
+    for (ns, dev) in [(&node, "up0"), (&node, "up1"), (&up, "p0"), (&up, "p1")] {
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let thread = link::spawn(
+        Some(node.clone()),
+        link::DEFAULT_POLL,
+        move |s| tx.send(s).is_ok(),
+        stop.clone(),
+    )
+    .expect("start the carrier watcher");
+    until_carrier(&rx, "up0", true, "up1");
+    for (dev, peer, path) in [("up0", "p0", "slow"), ("up1", "p1", "fast")] {
+        let cut = Instant::now();
+        ip(&["-n", &up, "link", "set", peer, "down"]);
+        let other = if dev == "up0" { "up1" } else { "up0" };
+        // The other uplink keeps its carrier in the same snapshot.
+        let s = until_carrier(&rx, dev, false, other);
+        eprintln!(
+            "{path} path: {dev} without carrier seen {:?} after `ip link set {peer} down` returned (by {})",
+            s.at.saturating_duration_since(cut),
+            s.source
+        );
+        ip(&["-n", &up, "link", "set", peer, "up"]);
+        until_carrier(&rx, dev, true, other);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().expect("watcher thread");
+}
