@@ -263,7 +263,6 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
         signal = which,
         "stopping: priority 0 adverts, VIPs released"
     );
-    signals.stop();
     // In parallel: each stop ends with closing sockets, which waits for an RCU grace
     // period (about 10 ms for an AF_PACKET socket); one after the other, the last
     // master's priority-0 advert would wait for all the others.
@@ -276,6 +275,8 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
             });
         }
     });
+    // After the routers, so that stopping the probes does not delay the priority-0 adverts.
+    signals.stop();
     // Each driver released its own VIPs; this covers a driver that had already ended.
     for v in &vip_ifaces {
         for vip in v.iface.slots.iter().flat_map(|s| &s.vips) {
