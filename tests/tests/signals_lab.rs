@@ -181,8 +181,8 @@ interfaces:
             .unwrap_or("?")
             .to_owned();
         eprintln!(
-            "{path} path ({port}): node-b owned {} {v4:?} and both link VIPs {:?} after the \
-             carrier loss; node-a saw it by {seen_by}",
+            "{path} path ({port}): node-b owned {} {v4:?} after `ip link set down` returned, \
+             both link VIPs {:?} after it started; node-a saw it by {seen_by}",
             TRACKED[0],
             cut.elapsed()
         );
