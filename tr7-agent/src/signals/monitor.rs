@@ -88,6 +88,30 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.links.is_empty() && self.probes.is_empty()
     }
+
+    /// Every router with the names of the signals it tracks, in file order.
+    pub fn routers(&self) -> Vec<(RouterKey, Vec<String>)> {
+        self.routers
+            .iter()
+            .map(|(k, r)| {
+                let names = self
+                    .board
+                    .signals_of(*r)
+                    .iter()
+                    .map(|s| self.board.name(*s).to_owned())
+                    .collect();
+                (k.clone(), names)
+            })
+            .collect()
+    }
+
+    /// The probes: signal name and what it sends.
+    pub fn probes(&self) -> Vec<(String, ProbeSpec)> {
+        self.probes
+            .iter()
+            .map(|(spec, s)| (self.board.name(*s).to_owned(), spec.clone()))
+            .collect()
+    }
 }
 
 /// The signals of `view`; `resolve` maps the file's namespace to the `ip netns` name.
@@ -486,5 +510,82 @@ impl Runner {
                 transitions: s.transitions,
             })
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "\
+name: t
+nodes: [{name: a}, {name: b}]
+interfaces:
+  - {name: eth0, type: ethernet}
+  - {name: eth1, type: ethernet}
+  - name: bond0
+    type: bond
+    members: [eth0, eth1]
+  - name: bond0.7
+    type: vlan
+    parent: bond0
+    id: 7
+    addresses: {a: [192.0.2.2/24, 2001:db8::2/64], b: [192.0.2.3/24, 2001:db8::3/64]}
+    gateway:
+      ipv4: {target: 192.0.2.1}
+      ipv6: {target: 2001:db8::1, method: icmp, interval: 10ms, timeout: 5ms}
+    vips:
+      master: [{address: 192.0.2.10, method: link-and-gateway}, {address: 2001:db8::10, method: gateway}]
+      backup: [{address: 192.0.2.20}, {address: 2001:db8::20, method: link}]
+";
+
+    // Proves what each method tracks: link-and-gateway both the link and its family's
+    // gateway, gateway only the gateway of the VIP's family, link only the link, vrrp
+    // nothing; one signal per link and per gateway check however many routers share it;
+    // the link is evaluated through the VLAN's parent bond and its members; the ARP probe
+    // sends from this node's address in the gateway's subnet.
+    #[test]
+    fn plan_follows_the_methods() {
+        let cluster = crate::config::parse(FILE, "t.yaml").expect("valid file");
+        let view = cluster.node_view("a").unwrap();
+        let plan = plan(&view, |_| Some("ns-a".into()), Duration::from_millis(10));
+        let key = |slot, family| RouterKey {
+            iface: "bond0.7".into(),
+            slot,
+            family,
+        };
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            plan.routers(),
+            vec![
+                (
+                    key(SlotName::Master, Family::V4),
+                    s(&["link bond0.7", "gateway bond0.7 IPv4"])
+                ),
+                (
+                    key(SlotName::Master, Family::V6),
+                    s(&["gateway bond0.7 IPv6"])
+                ),
+                (key(SlotName::Backup, Family::V4), s(&[])),
+                (key(SlotName::Backup, Family::V6), s(&["link bond0.7"])),
+            ]
+        );
+        assert_eq!(plan.links.len(), 1);
+        let l = &plan.links[0];
+        assert_eq!(
+            (l.netns.as_deref(), l.root.as_str()),
+            (Some("ns-a"), "bond0.7")
+        );
+        assert_eq!(
+            l.tree.closure("bond0.7"),
+            s(&["bond0.7", "bond0", "eth0", "eth1"])
+        );
+        let probes = plan.probes();
+        assert_eq!(probes.len(), 2);
+        assert_eq!(probes[0].1.method, crate::config::ProbeMethod::Arp);
+        assert_eq!(probes[0].1.source_v4, Some("192.0.2.2".parse().unwrap()));
+        assert_eq!(probes[1].1.method, crate::config::ProbeMethod::Icmp);
+        assert_eq!(probes[1].1.interval, Duration::from_millis(10));
+        assert!(!plan.is_empty());
     }
 }

@@ -444,6 +444,11 @@ impl Board {
         RouterId(self.routers.len() - 1)
     }
 
+    /// The signals a router depends on.
+    pub fn signals_of(&self, r: RouterId) -> &[SignalId] {
+        &self.routers[r.0].signals
+    }
+
     /// Whether the router depends on any signal.
     pub fn tracks(&self, r: RouterId) -> bool {
         !self.routers[r.0].signals.is_empty()
