@@ -88,11 +88,13 @@ pub struct LinkSnapshot {
     pub links: BTreeMap<String, PortObs>,
 }
 
-/// Starts the watcher of namespace `netns` (`ip netns` name; `None`: the agent's). It sends
+/// Starts the watcher of interfaces `names` (every interface when empty) in namespace
+/// `netns` (`ip netns` name; `None`: the agent's). It sends
 /// a snapshot at once and then whenever something changed; it ends when `stop` is set or `tx`
 /// returns false.
 pub fn spawn(
     netns: Option<String>,
+    names: Vec<String>,
     poll: Duration,
     tx: impl Fn(LinkSnapshot) -> bool + Send + 'static,
     stop: Arc<AtomicBool>,
@@ -135,12 +137,13 @@ pub fn spawn(
     let owned = netns.clone();
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || watch(owned, poll, events, query, tx, stop))
+        .spawn(move || watch(owned, names, poll, events, query, tx, stop))
         .map_err(spawn_err)
 }
 
 fn watch(
     netns: Option<String>,
+    names: Vec<String>,
     poll: Duration,
     events: Socket,
     query: Socket,
@@ -154,7 +157,7 @@ fn watch(
     let mut source = "poll";
     while !stop.load(Ordering::Relaxed) {
         seq = seq.wrapping_add(1);
-        match dump(&query, seq, &mut buf) {
+        match dump(&query, seq, &names, &mut buf) {
             Ok(links) => {
                 if last.as_ref() != Some(&links) {
                     let snap = LinkSnapshot {
@@ -197,6 +200,7 @@ fn watch(
 fn dump(
     sock: &Socket,
     seq: u32,
+    names: &[String],
     buf: &mut [u8],
 ) -> Result<BTreeMap<String, PortObs>, std::io::Error> {
     let mut header = NetlinkHeader::default();
@@ -214,11 +218,26 @@ fn dump(
     loop {
         let n = sock.recv(&mut &mut buf[..], 0)?;
         let mut offset = 0;
-        while offset < n {
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..n])
-                .map_err(|e| std::io::Error::other(format!("RTM_NEWLINK decode: {e}")))?;
-            let len = m.header.length as usize;
-            if m.header.sequence_number == seq {
+        while offset + NLMSG_HDR <= n {
+            let raw = &buf[offset..n];
+            let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+            if len < NLMSG_HDR || len > raw.len() {
+                return Err(std::io::Error::other(format!(
+                    "netlink message of {len} bytes in {} received",
+                    raw.len()
+                )));
+            }
+            let raw = &raw[..len];
+            let kind = u16::from_ne_bytes([raw[4], raw[5]]);
+            let this_seq = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]);
+            // Only the links we track get the full (allocating) decode: a namespace may hold
+            // hundreds of links, polled a hundred times a second.
+            let wanted = kind != RTM_NEWLINK
+                || names.is_empty()
+                || raw_ifname(raw).is_some_and(|n| names.iter().any(|w| w.as_bytes() == n));
+            if this_seq == seq && wanted {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw)
+                    .map_err(|e| std::io::Error::other(format!("RTM_NEWLINK decode: {e}")))?;
                 match m.payload {
                     NetlinkPayload::Done(_) => return Ok(links),
                     NetlinkPayload::Error(e) => {
@@ -232,12 +251,34 @@ fn dump(
                     _ => {}
                 }
             }
-            if len == 0 {
-                break;
-            }
             offset += (len + 3) & !3;
         }
     }
+}
+
+/// struct nlmsghdr.
+const NLMSG_HDR: usize = 16;
+/// struct nlmsghdr + struct ifinfomsg.
+const IFINFO_END: usize = 32;
+const RTM_NEWLINK: u16 = 16;
+const IFLA_IFNAME: u16 = 3;
+
+/// The IFLA_IFNAME of an RTM_NEWLINK message, read in place (no decode, no allocation).
+fn raw_ifname(msg: &[u8]) -> Option<&[u8]> {
+    let mut off = IFINFO_END;
+    while off + 4 <= msg.len() {
+        let len = usize::from(u16::from_ne_bytes([msg[off], msg[off + 1]]));
+        let kind = u16::from_ne_bytes([msg[off + 2], msg[off + 3]]) & 0x3fff;
+        if len < 4 || off + len > msg.len() {
+            return None;
+        }
+        if kind == IFLA_IFNAME {
+            let name = &msg[off + 4..off + len];
+            return Some(name.split(|b| *b == 0).next().unwrap_or(name));
+        }
+        off += (len + 3) & !3;
+    }
+    None
 }
 
 /// The name and carrier of one link message.

@@ -298,13 +298,19 @@ impl Monitor {
         if !links.is_empty() {
             info!(mechanism = %mechanism.name, why = %mechanism.why, "carrier mechanism chosen");
         }
-        let mut namespaces: Vec<Option<String>> = links.iter().map(|l| l.netns.clone()).collect();
-        namespaces.sort();
-        namespaces.dedup();
-        for ns in namespaces {
+        // One watcher per namespace, for the interfaces its links depend on.
+        let mut namespaces: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+        for l in &links {
+            let names = namespaces.entry(l.netns.clone()).or_default();
+            names.extend(l.tree.closure(&l.root));
+            names.sort();
+            names.dedup();
+        }
+        for (ns, names) in namespaces {
             let t = tx.clone();
             threads.push(link::spawn(
                 ns,
+                names,
                 poll,
                 move |s| t.send(Event::Link(s)).is_ok(),
                 stop.clone(),
