@@ -216,6 +216,11 @@ fn dump(
     sock.send(&out, 0)?;
     let mut links = BTreeMap::new();
     loop {
+        // The kernel answers a dump at once; a bound keeps a stop from waiting forever.
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        if nix::poll::poll(&mut fds, PollTimeout::from(1000u16))? == 0 {
+            return Err(std::io::Error::other("no answer to RTM_GETLINK within 1 s"));
+        }
         let n = sock.recv(&mut &mut buf[..], 0)?;
         let mut offset = 0;
         while offset + NLMSG_HDR <= n {
