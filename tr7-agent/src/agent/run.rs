@@ -55,6 +55,9 @@ pub struct AgentArgs {
     /// XDP mode of the gate.
     #[arg(long, value_enum, default_value_t)]
     pub xdp_mode: XdpAttachMode,
+    /// Milliseconds between two carrier polls of the tracked interfaces (docs/signals.md).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub carrier_poll_ms: u64,
 }
 
 /// Why the agent did not start.
@@ -220,7 +223,7 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
     let signals = crate::signals::Monitor::start(crate::signals::plan(
         &view,
         |ns| target.resolve(ns).map(str::to_owned),
-        crate::signals::DEFAULT_POLL,
+        Duration::from_millis(args.carrier_poll_ms),
     ))?;
     let mut drivers = Vec::new();
     for v in &vip_ifaces {
