@@ -231,3 +231,81 @@ fn cpu_ticks() -> u64 {
     // Fields 14 and 15 of the whole line are 11 and 12 after the state (field 3).
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+// Proves the agent's monitor end to end without VRRP: planned from a cluster file
+// (link-and-gateway on eth0), it reports per router the link and IPv4 gateway signals with
+// their mechanisms, up once observed, and both down, with the reason, the time of the change
+// and the transition count, when the gateway's end of the link goes down.
+#[test]
+fn monitor_reports_signals_per_router() {
+    use tr7::signals::{Health, Monitor, RouterKey, plan};
+    let mut lab = Lab::new("sgm");
+    let node = lab.netns("n");
+    let gw = lab.netns("gw");
+    lab.veth(&node, "eth0", &gw, "eth0");
+    lab.addr(&node, "eth0", "192.0.2.2/24");
+    lab.addr(&gw, "eth0", "192.0.2.1/24");
+    let cluster = tr7::config::parse(
+        "\
+name: t
+nodes: [{name: a}, {name: b}]
+interfaces:
+  - name: eth0
+    type: ethernet
+    addresses: {a: [192.0.2.2/24], b: [192.0.2.3/24]}
+    gateway:
+      ipv4: {target: 192.0.2.1, interval: 20ms, timeout: 20ms, rise: 2, fall: 2}
+    vips:
+      master: [{address: 192.0.2.10, method: link-and-gateway}]
+",
+        "t.yaml",
+    )
+    .expect("valid file");
+    let view = cluster.node_view("a").unwrap();
+    let ns = node.clone();
+    let monitor = Monitor::start(plan(&view, move |_| Some(ns.clone()), link::DEFAULT_POLL))
+        .expect("start the monitor");
+    let key = RouterKey {
+        iface: "eth0".into(),
+        slot: tr7::config::SlotName::Master,
+        family: tr7::vrrp::Family::V4,
+    };
+    let wait = |want: Health, what: &str| {
+        let start = Instant::now();
+        loop {
+            let st = monitor.router_status(&key);
+            if st.len() == 2 && st.iter().all(|s| s.state == want) {
+                return st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "{what}: {st:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let up = wait(Health::Up, "both signals up");
+    assert_eq!(up[0].name, "link eth0");
+    assert!(
+        up[0].mechanism.starts_with("netlink-events+poll"),
+        "{:?}",
+        up[0]
+    );
+    assert_eq!(up[1].name, "gateway eth0 IPv4");
+    assert!(
+        up[1].mechanism.starts_with("arp to 192.0.2.1"),
+        "{:?}",
+        up[1]
+    );
+    ip(&["-n", &gw, "link", "set", "eth0", "down"]);
+    let down = wait(Health::Down, "both signals down");
+    assert_eq!(down[0].detail, "`eth0` has no carrier");
+    // Without carrier the probe cannot even leave (ENOBUFS): the detail says so.
+    assert!(
+        down[1].detail.contains("did not answer arp") || down[1].detail.contains("probe not sent"),
+        "{:?}",
+        down[1]
+    );
+    assert!(
+        down.iter()
+            .all(|s| s.last_change_unix_ms.is_some() && s.transitions == 2)
+    );
+    monitor.stop();
+}

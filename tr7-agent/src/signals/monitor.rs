@@ -278,6 +278,8 @@ pub struct Monitor {
     routers: Vec<(RouterKey, RouterId)>,
     /// By router id: whether it tracks any signal.
     tracked: Vec<bool>,
+    /// By router id: the signals it tracks (indexes into the status list).
+    signals_of: Vec<Vec<SignalId>>,
 }
 
 impl Monitor {
@@ -339,6 +341,9 @@ impl Monitor {
         let tracked = (0..routers.len())
             .map(|r| board.tracks(RouterId(r)))
             .collect();
+        let signals_of = (0..routers.len())
+            .map(|r| board.signals_of(RouterId(r)).to_vec())
+            .collect();
         let runner = Runner {
             board,
             links,
@@ -360,6 +365,7 @@ impl Monitor {
             shared,
             routers,
             tracked,
+            signals_of,
         })
     }
 
@@ -388,6 +394,19 @@ impl Monitor {
     /// Every signal's state, mechanism and last change.
     pub fn status(&self) -> Vec<SignalStatus> {
         lock(&self.shared).status.clone()
+    }
+
+    /// The signals of one virtual router (empty for the `vrrp` method): what `tr7 status`
+    /// shows per router.
+    pub fn router_status(&self, key: &RouterKey) -> Vec<SignalStatus> {
+        let Some(i) = self.routers.iter().position(|(k, _)| k == key) else {
+            return Vec::new();
+        };
+        let shared = lock(&self.shared);
+        self.signals_of[i]
+            .iter()
+            .filter_map(|s| shared.status.get(s.0).cloned())
+            .collect()
     }
 
     /// Stops every thread (within one poll or probe interval, at most 50 ms for long ones).
