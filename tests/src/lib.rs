@@ -2,6 +2,7 @@
 //! tables, network-namespace labs that always clean up, and a data plane loaded into a
 //! private bpffs directory so tests never touch a real deployment's pins.
 
+pub mod agents;
 pub mod bpf;
 pub mod cluster_lab;
 pub mod lab;

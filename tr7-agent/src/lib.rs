@@ -8,4 +8,5 @@ pub mod config;
 pub mod dataplane;
 pub mod netlink;
 pub mod netns;
+pub mod signals;
 pub mod vrrp;

@@ -519,6 +519,30 @@ fn gateway_check_missing() {
     );
 }
 
+// Proves the slot rule of issue 6: VIPs of one slot and family share one virtual router,
+// so they must share one failover method; the other family of the slot may differ.
+#[test]
+fn slot_mixed_methods() {
+    let text = format!(
+        "{}    gateway:\n      ipv4: {{target: 192.0.2.1}}\n    vips:\n      master:\n        \
+         - {{address: 192.0.2.10, method: link}}\n        \
+         - {{address: 192.0.2.11, method: gateway}}\n",
+        &BASE[..BASE.find("  - name: eth1").expect("eth1")]
+    );
+    let d = breaks(
+        &text,
+        Rule::SlotMixedMethods,
+        16,
+        "VIP 192.0.2.11 fails over on gateway, but IPv4 VIP 192.0.2.10 of the same slot fails over on link; one slot and family is one virtual router",
+    );
+    assert!(d[0].hint.contains("other slot"), "{:?}", d[0]);
+    let split = text.replace(
+        "      master:\n        - {address: 192.0.2.10, method: link}\n",
+        "      backup: [{address: 192.0.2.10, method: link}]\n      master:\n",
+    );
+    assert!(diags(&split).is_empty(), "{:?}", diags(&split));
+}
+
 // Proves a gateway outside the interface's subnets is refused at the target.
 #[test]
 fn gateway_outside_subnet() {

@@ -1028,6 +1028,47 @@ fn pair_with_both_signals_failed_settles_without_flapping() {
 }
 
 #[test]
+fn pair_with_signals_failing_ms_apart_moves_the_vips_once() {
+    // Tracked signals (issue 6), beyond RFC 9568: the master's signal fails, it gives up
+    // and the backup takes over at once (single unicast peer); 5 ms later the new
+    // master's own signal fails. The router that just gave up is no healthier, so the
+    // new master keeps the VIPs (advertising its fault priority) instead of handing them
+    // back: one move, not two. When the first router recovers it preempts.
+    let clock = Clock::new();
+    let (a, b) = pair(200, 100, 10);
+    let mut link = Link::new(a, b, ChecksumMode::PseudoHeader);
+    for r in &mut link.routers {
+        r.vrrp.handle_startup(clock.at(0));
+    }
+    link.settle(clock.at(0));
+    link.run_until(clock.at(1000));
+    assert_eq!(link.states(), [State::Master, State::Backup]);
+    link.routers[0].vrrp.set_fault(clock.at(1000), true);
+    link.settle(clock.at(1000));
+    assert_eq!(link.states(), [State::Backup, State::Master]);
+    link.routers[1].vrrp.set_fault(clock.at(1005), true);
+    link.settle(clock.at(1005));
+    link.run_until(clock.at(10_000));
+    assert_eq!(link.states(), [State::Backup, State::Master]);
+    assert_eq!(
+        link.routers[1].masters.len(),
+        1,
+        "node b became master once"
+    );
+    assert_eq!(
+        link.routers[0].masters.len(),
+        1,
+        "node a never took the VIPs back"
+    );
+    assert_eq!(link.routers[1].vrrp.effective_priority(), 1);
+
+    link.routers[0].vrrp.set_fault(clock.at(10_000), false);
+    link.settle(clock.at(10_000));
+    link.run_until(clock.at(11_000));
+    assert_eq!(link.states(), [State::Master, State::Backup]);
+}
+
+#[test]
 fn counters_track_traffic_and_transitions() {
     // The machine exposes counters for /metrics: sent, received, priority 0 both ways,
     // and transitions by target state.

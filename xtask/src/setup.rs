@@ -21,6 +21,8 @@ pub const PACKAGES: &[&str] = &[
     "tshark",
     // The other VRRP implementation of the interop tests (tests/tests/vrrp_wire.rs).
     "keepalived",
+    // Drops a gateway's answers in the signal labs (tests/tests/signals_lab.rs).
+    "nftables",
 ];
 
 /// `cargo xtask setup`: every step, reporting each.

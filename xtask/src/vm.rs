@@ -29,7 +29,7 @@ pub struct VmArgs {
 
 /// Test targets of `tr7-tests` that run in the guest (each `tests/tests/<name>.rs`). Outside
 /// the guest they print why they skip.
-const GUEST_TESTS: &[&str] = &["guest_vlan"];
+const GUEST_TESTS: &[&str] = &["guest_vlan", "guest_signals"];
 
 /// Modules the guest tests need, with their dependencies resolved by `modprobe`.
 const MODULES: &[&str] = &["veth", "8021q", "bonding", "bridge", "macvlan"];

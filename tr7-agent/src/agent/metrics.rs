@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tr7_common::Reason;
 use tracing::{debug, info, warn};
 
-use super::status::{Reporter, RouterState, RouterStatus, StatusReport};
+use super::status::{Reporter, RouterState, RouterStatus, SignalState, StatusReport};
 use crate::dataplane::{IfaceEntry, Maps};
 use crate::netns;
 
@@ -650,6 +650,44 @@ impl Scrape {
                     })
                 })
             }),
+        )?;
+        // Issue 6: the link and gateway signals each router tracks (docs/signals.md).
+        let signals = || {
+            routers.iter().flat_map(|r| {
+                r.signals.iter().map(move |s| {
+                    (
+                        with(
+                            router_labels(r),
+                            &[
+                                ("signal", s.name.clone()),
+                                ("mechanism", s.mechanism.clone()),
+                            ],
+                        ),
+                        s,
+                    )
+                })
+            })
+        };
+        family(
+            e,
+            "tr7_signal_up",
+            "A tracked link or gateway signal: 1 up, 0 down or not yet observed",
+            Gauge,
+            signals().map(|(l, s)| (l, u64::from(s.state == SignalState::Up))),
+        )?;
+        family(
+            e,
+            "tr7_signal_change_time_seconds",
+            "When the signal last changed state, in seconds since the Unix epoch (0: never)",
+            Gauge,
+            signals().map(|(l, s)| (l, s.since_unix_ms as f64 / 1000.0)),
+        )?;
+        family(
+            e,
+            "tr7_signal_transitions_total",
+            "State changes of the signal since the agent started",
+            Counter,
+            signals().map(|(l, s)| (l, s.transitions)),
         )?;
         Ok(())
     }

@@ -206,6 +206,26 @@ impl super::run::Agent {
                 start(key, false, &mut self.routers);
             }
         }
+        // The started routers join their signals. The monitor tracks what the file said at
+        // startup: a reload that changes the tracked signals says so and keeps them.
+        for key in replaced
+            .iter()
+            .map(|(k, _)| k)
+            .chain(changes.iter().filter_map(|c| match c {
+                Change::Add(k) => Some(k),
+                _ => None,
+            }))
+        {
+            if let Err(e) = self.bind_signals(key) {
+                error!(router = %key, error = %super::chain(&e), "reload: router not bound to its signals");
+            }
+        }
+        let plan = super::run::signal_plan(&new.view, &self.target, self.args.carrier_poll_ms);
+        if super::run::plan_fingerprint(&plan) != self.signal_plan {
+            tracing::warn!(
+                "reload: the tracked links or gateway checks changed; they take effect at the next start of the agent (SIGQUIT, then start it: no VIP moves)"
+            );
+        }
         // 6.
         let fence = heartbeat::fence(&new.cluster, &self.node);
         if fence != self.fence {

@@ -336,6 +336,11 @@ impl Routers {
             .collect()
     }
 
+    /// The driver of a running router.
+    pub fn driver(&self, key: &RouterKey) -> Option<&Driver> {
+        self.running.get(key).map(|r| &r.driver)
+    }
+
     /// Each running router's key and driver (for `tr7 status`).
     pub fn drivers(&self) -> impl Iterator<Item = (&RouterKey, &Driver)> {
         self.running.iter().map(|(k, r)| (k, &r.driver))

@@ -37,6 +37,7 @@ use super::status::{Catalog, Reporter, RouterStatus, SnapshotReply};
 use crate::config::NodeView;
 use crate::dataplane::{self, DataplaneError, Maps, VipScope, XdpAttachMode};
 use crate::netlink::{self, Options, Target, observe::ObserveError};
+use crate::signals::Monitor;
 use crate::vrrp::DriverError;
 use crate::vrrp::packet::Family;
 
@@ -72,6 +73,9 @@ pub struct AgentArgs {
     /// (`--netns`); `off` serves none.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = metrics::DEFAULT_LISTEN)]
     pub metrics: MetricsListen,
+    /// Milliseconds between two carrier polls of the tracked interfaces (docs/signals.md).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub carrier_poll_ms: u64,
 }
 
 /// Why the agent did not start.
@@ -111,6 +115,8 @@ pub enum AgentError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Signals(#[from] crate::signals::SignalError),
 }
 
 /// What the main loop waits for.
@@ -166,6 +172,10 @@ pub(super) struct Agent {
     pub(super) catalog: Catalog,
     /// The interfaces the data plane is attached to, with their scope.
     pub(super) attached: BTreeSet<VipInterface>,
+    /// The link and gateway signals (docs/signals.md); `None` once stopped.
+    pub(super) signals: Option<Monitor>,
+    /// What the monitor tracks, to tell on reload whether the file changed it.
+    pub(super) signal_plan: String,
 }
 
 /// Runs the agent until SIGTERM, SIGINT or SIGQUIT; `Ok` is a clean stop.
@@ -352,6 +362,8 @@ impl Agent {
             routers,
             catalog,
             attached: BTreeSet::new(),
+            signals: None,
+            signal_plan: String::new(),
         };
         // 4. and 5. Attach where the interface exists, apply, attach the rest.
         let vip_ifaces = routers::vip_interfaces(&view, &agent.target);
@@ -359,10 +371,25 @@ impl Agent {
         apply_topology(runtime, &view, &agent.target)?;
         agent.attach(&vip_ifaces, true)?;
 
-        // 6. The other virtual routers.
+        // 6. The tracked signals, after the topology (the namespaces and links exist),
+        // then the other virtual routers, each bound to its signals as it starts. A
+        // resumed master is bound once its signals have been observed: a router is
+        // faulted until then, and a resumed master must not give up for that.
+        let plan = signal_plan(&view, &agent.target, args.carrier_poll_ms);
+        agent.signal_plan = plan_fingerprint(&plan);
+        let monitor = Monitor::start(plan)?;
+        let resumed: Vec<_> = resume.iter().map(signal_key).collect();
+        wait_observed(&monitor, &resumed);
+        for key in &resume {
+            if let Some(driver) = agent.routers.driver(key) {
+                monitor.bind(&signal_key(key), driver)?;
+            }
+        }
+        agent.signals = Some(monitor);
         for (key, spec) in specs {
             if !resume.contains(&key) {
-                agent.routers.start(key, spec, false)?;
+                agent.routers.start(key.clone(), spec, false)?;
+                agent.bind_signals(&key)?;
             }
         }
         info!(
@@ -410,12 +437,30 @@ impl Agent {
     }
 
     /// Each running router's status for `tr7 status` and /metrics (no I/O: the reporter
-    /// reads the data plane itself).
+    /// reads the data plane itself), with its tracked signals.
     fn router_statuses(&self) -> Vec<RouterStatus> {
         self.routers
             .drivers()
-            .map(|(key, driver)| self.catalog.router(&key.iface.name, key.slot, driver))
+            .map(|(key, driver)| {
+                let mut status = self.catalog.router(&key.iface.name, key.slot, driver);
+                if let Some(monitor) = &self.signals {
+                    status.signals = monitor
+                        .router_status(&signal_key(key))
+                        .into_iter()
+                        .map(Into::into)
+                        .collect();
+                }
+                status
+            })
             .collect()
+    }
+
+    /// Connects a running router to its tracked signals (nothing for the `vrrp` method).
+    pub(super) fn bind_signals(&self, key: &RouterKey) -> Result<(), AgentError> {
+        if let (Some(monitor), Some(driver)) = (&self.signals, self.routers.driver(key)) {
+            monitor.bind(&signal_key(key), driver)?;
+        }
+        Ok(())
     }
 
     /// SIGTERM, SIGINT: hand over (priority 0), release every VIP, stop the heartbeat.
@@ -426,6 +471,10 @@ impl Agent {
         );
         let entries = routers::map_entries(&self.routers.specs());
         self.routers.shutdown_all();
+        // After the routers, so that stopping the probes does not delay the priority-0 adverts.
+        if let Some(monitor) = self.signals.take() {
+            monitor.stop();
+        }
         // Each driver released its own VIPs; this covers a driver that had already ended.
         for (place, vip) in entries {
             if let Err(e) = self.maps.set_vip(place, vip, false) {
@@ -445,8 +494,55 @@ impl Agent {
             "SIGQUIT: exiting for a restart; VIPs kept until the fence runs out"
         );
         self.routers.abandon_all();
+        if let Some(monitor) = self.signals.take() {
+            monitor.stop();
+        }
         drop(self.heartbeat.take());
         info!("agent exited for restart");
+    }
+}
+
+/// The signals of the file's view to track (docs/signals.md).
+pub(super) fn signal_plan(view: &NodeView, target: &Target, poll_ms: u64) -> crate::signals::Plan {
+    crate::signals::plan(
+        view,
+        |ns| target.resolve(ns).map(str::to_owned),
+        Duration::from_millis(poll_ms),
+    )
+}
+
+/// What a plan tracks, comparable between two files.
+pub(super) fn plan_fingerprint(plan: &crate::signals::Plan) -> String {
+    format!("{:?} {:?}", plan.routers(), plan.probes())
+}
+
+/// The signal monitor's name of a router.
+pub(super) fn signal_key(key: &RouterKey) -> crate::signals::RouterKey {
+    crate::signals::RouterKey {
+        iface: key.iface.to_string(),
+        slot: key.slot,
+        family: key.family,
+    }
+}
+
+/// Waits (at most 2 s) until every signal of `keys` has been observed once.
+fn wait_observed(monitor: &Monitor, keys: &[crate::signals::RouterKey]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let unobserved = || {
+        keys.iter()
+            .flat_map(|k| monitor.router_status(k))
+            .filter(|s| s.state == crate::signals::Health::Unknown)
+            .count()
+    };
+    while unobserved() > 0 {
+        if Instant::now() >= deadline {
+            warn!(
+                unobserved = unobserved(),
+                "signals of resumed routers not observed within 2 s; they count as failed"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -299,8 +299,32 @@ pub struct SignalStatus {
     pub state: SignalState,
     /// How it is watched, e.g. `netlink`, `arp`, `ndp`.
     pub mechanism: String,
-    /// When `state` last changed.
+    /// When `state` last changed (0: never since the agent started).
     pub since_unix_ms: u64,
+    /// Why it is down, or `up`.
+    #[serde(default)]
+    pub detail: String,
+    /// State changes since the agent started.
+    #[serde(default)]
+    pub transitions: u64,
+}
+
+impl From<crate::signals::SignalStatus> for SignalStatus {
+    fn from(s: crate::signals::SignalStatus) -> Self {
+        use crate::signals::Health;
+        Self {
+            name: s.name,
+            state: match s.state {
+                Health::Up => SignalState::Up,
+                Health::Down => SignalState::Down,
+                Health::Unknown => SignalState::Unknown,
+            },
+            mechanism: s.mechanism,
+            since_unix_ms: s.last_change_unix_ms.unwrap_or(0),
+            detail: s.detail,
+            transitions: s.transitions,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -709,10 +733,19 @@ fn render_router(out: &mut String, r: &RouterStatus, now: u64) {
         };
         let _ = writeln!(
             out,
-            "  signal {}: {state} ({}) since {}",
+            "  signal {}: {state} ({}) since {}{}",
             s.name,
             s.mechanism,
-            utc(s.since_unix_ms)
+            if s.since_unix_ms == 0 {
+                "start".to_owned()
+            } else {
+                utc(s.since_unix_ms)
+            },
+            if s.state == SignalState::Up {
+                String::new()
+            } else {
+                format!(": {}", s.detail)
+            }
         );
     }
 }

@@ -115,6 +115,9 @@ pub enum Rule {
     PreferredNotHighest,
     /// A bond option that contradicts the members (primary, min_links).
     BondOption,
+    /// VIPs of one slot and address family with different failover methods: they share one
+    /// virtual router, which can only give up for one set of signals.
+    SlotMixedMethods,
 }
 
 impl Rule {
@@ -163,6 +166,7 @@ impl Rule {
             Rule::Priority => "priority",
             Rule::PreferredNotHighest => "preferred-not-highest",
             Rule::BondOption => "bond-option",
+            Rule::SlotMixedMethods => "slot-mixed-methods",
         }
     }
 }

@@ -1393,6 +1393,25 @@ impl<'f> Validator<'f> {
                     format!("add `gateway: {{{key}: {{target: ...}}}}` to `{name}`, or use method vrrp or link"),
                 );
             }
+            // One slot is one virtual router per family, and a router gives up as a whole:
+            // every VIP of a (slot, family) must fail over on the same signals.
+            if let Some(first) = out.iter().find(|x: &&Vip| Family::of(x.address) == family)
+                && first.method != method
+            {
+                let pos = v.method.as_ref().map_or(v.address.pos, |m| m.pos);
+                sink.push(
+                    pos,
+                    format!("{}.method", v.path),
+                    Rule::SlotMixedMethods,
+                    format!(
+                        "VIP {addr} fails over on {method}, but {} VIP {} of the same slot \
+                         fails over on {}; one slot and family is one virtual router",
+                        family, first.address, first.method
+                    ),
+                    "give both the same method, or move one to the other slot (`vips.master` / \
+                     `vips.backup`) or to another interface",
+                );
+            }
             if let Some(z) = v.zone.as_ref().filter(|z| z.value.trim().is_empty()) {
                 sink.push(
                     z.pos,

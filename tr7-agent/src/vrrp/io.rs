@@ -118,7 +118,8 @@ enum Command {
     Shutdown,
     Abandon,
     SetPriority(u8),
-    SetFault(bool),
+    /// The fault, and the signal that caused the change (for the transition's log line).
+    SetFault(bool, Option<String>),
 }
 
 /// A running virtual router. Dropping it is [`Driver::shutdown`].
@@ -207,6 +208,7 @@ impl Driver {
             status: status.clone(),
             io: IoCounters::default(),
             resume,
+            signal: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("vrrp-{}", config.interface))
@@ -244,7 +246,17 @@ impl Driver {
 
     /// A tracked signal failed (`true`) or recovered (`false`).
     pub fn set_fault(&self, faulted: bool) {
-        self.command(Command::SetFault(faulted));
+        self.command(Command::SetFault(faulted, None));
+    }
+
+    /// A handle that sets the fault from another thread (the signal monitor), without
+    /// owning the driver.
+    pub fn fault_handle(&self) -> io::Result<FaultHandle> {
+        Ok(FaultHandle {
+            iface: self.iface.clone(),
+            commands: self.commands.clone(),
+            wake: self.wake.try_clone()?,
+        })
     }
 
     /// RFC 9568 6.4.2 / 6.4.3 Shutdown: a master sends priority 0 and releases; then the
@@ -287,6 +299,31 @@ impl Driver {
     }
 }
 
+/// Sets a driver's fault from another thread: [`Driver::fault_handle`]. Once the driver has
+/// ended, a command is logged and ignored.
+pub struct FaultHandle {
+    iface: String,
+    commands: mpsc::Sender<Command>,
+    wake: UnixStream,
+}
+
+impl FaultHandle {
+    /// A tracked signal failed (`true`) or recovered (`false`); `signal` names it in the
+    /// log line of the transition that follows.
+    pub fn set_fault(&self, faulted: bool, signal: &str) {
+        let command = Command::SetFault(faulted, Some(signal.to_owned()));
+        if self.commands.send(command).is_err() {
+            debug!(iface = %self.iface, "VRRP driver thread has ended; fault ignored");
+            return;
+        }
+        if let Err(error) = (&self.wake).write(&[1])
+            && error.kind() != io::ErrorKind::WouldBlock
+        {
+            warn!(iface = %self.iface, %error, "cannot wake the VRRP driver thread");
+        }
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         self.stop(Command::Shutdown);
@@ -313,6 +350,8 @@ struct Shell<O> {
     io: IoCounters,
     /// Start with the resume event instead of Startup.
     resume: bool,
+    /// The tracked signal of the last fault change, named in transition log lines.
+    signal: Option<String>,
 }
 
 enum Flow {
@@ -404,7 +443,10 @@ impl<O: Ownership> Shell<O> {
                         warn!(iface = %self.socket.interface(), %error, "priority not changed");
                     }
                 }
-                Command::SetFault(f) => self.vrrp.set_fault(now, f),
+                Command::SetFault(f, signal) => {
+                    self.signal = signal;
+                    self.vrrp.set_fault(now, f);
+                }
             }
             self.execute();
         }
@@ -470,15 +512,15 @@ impl<O: Ownership> Shell<O> {
                     reason,
                     accept_mode,
                 } => {
-                    info!(%iface, vrid, ?from, to = "master", %reason, "VRRP transition");
+                    info!(%iface, vrid, ?from, to = "master", %reason, signal = self.signal.as_deref().unwrap_or("-"), "VRRP transition");
                     self.ownership.own(from, reason, accept_mode);
                 }
                 Action::BecomeBackup { from, reason } => {
-                    info!(%iface, vrid, ?from, to = "backup", %reason, "VRRP transition");
+                    info!(%iface, vrid, ?from, to = "backup", %reason, signal = self.signal.as_deref().unwrap_or("-"), "VRRP transition");
                     self.ownership.release(from, State::Backup, reason);
                 }
                 Action::BecomeInitialize { from, reason } => {
-                    info!(%iface, vrid, ?from, to = "initialize", %reason, "VRRP transition");
+                    info!(%iface, vrid, ?from, to = "initialize", %reason, signal = self.signal.as_deref().unwrap_or("-"), "VRRP transition");
                     self.ownership.release(from, State::Initialize, reason);
                 }
                 Action::Announce { reason } => {

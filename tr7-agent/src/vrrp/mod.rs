@@ -11,7 +11,7 @@ pub mod state;
 pub mod timers;
 
 pub use checksum::ChecksumMode;
-pub use io::{Driver, DriverConfig, DriverError, IoCounters, Ownership, Status};
+pub use io::{Driver, DriverConfig, DriverError, FaultHandle, IoCounters, Ownership, Status};
 pub use packet::{
     AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, check_ip_header,
     virtual_mac,

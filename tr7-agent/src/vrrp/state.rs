@@ -315,6 +315,10 @@ pub struct Vrrp {
     /// RFC 9568 6.1 Master_Adver_Interval: ours in Master, the master's in Backup.
     master_adver_interval_cs: u16,
     faulted: bool,
+    /// When the last advert heard from another router was priority 0 (it left or gave up)
+    /// with none since: for a Master_Down_Interval after it, no router is known that
+    /// could take over in better health.
+    peer_left: Option<Instant>,
     /// The master a backup follows, with its priority, for status.
     master: Option<(IpAddr, u8)>,
     /// When a preempting backup first heard the current lower-priority master.
@@ -336,6 +340,7 @@ impl Vrrp {
             state_since: now,
             timer: None,
             faulted: false,
+            peer_left: None,
             master: None,
             lower_priority_since: None,
             last_announce: None,
@@ -506,6 +511,9 @@ impl Vrrp {
         self.counters.adverts_received += 1;
         if advert.priority() == 0 {
             self.counters.priority_zero_received += 1;
+            self.peer_left = Some(now);
+        } else {
+            self.peer_left = None;
         }
         if !same_addresses(advert.addresses(), &self.config.addresses) {
             // RFC 9568 7.1: a differing address list MAY be logged; it is not a reason
@@ -544,7 +552,12 @@ impl Vrrp {
     /// compares with [`FAULT_PRIORITY`] and never preempts; it still takes over when no
     /// master is heard for Master_Down_Interval, because a degraded master beats none.
     /// The give-up happens only on the failure edge, so two failed routers settle on
-    /// one master (the higher address at equal fault priority) and do not flap.
+    /// one master (the higher address at equal fault priority) and do not flap. A master
+    /// whose last word from the other router, less than a Master_Down_Interval ago, was
+    /// priority 0 (that router left or gave up itself, and has said nothing since) does
+    /// not give up: no one is known to be healthier, and handing back would move the VIPs
+    /// twice between two broken nodes whose signals failed milliseconds apart. It
+    /// advertises its fault priority at once, so a healthy router preempts it.
     pub fn set_fault(&mut self, now: Instant, faulted: bool) {
         if self.faulted == faulted {
             return;
@@ -554,7 +567,13 @@ impl Vrrp {
         if self.state != State::Master {
             return;
         }
-        if faulted {
+        let peer_just_left = self
+            .peer_left
+            .is_some_and(|t| now.saturating_duration_since(t) < self.master_down_interval());
+        if faulted && peer_just_left {
+            self.send_advert(self.effective_priority());
+            self.arm_advert_timer(now);
+        } else if faulted {
             self.send_advert(0);
             self.become_backup(now, Reason::Fault, self.config.advert_interval_cs);
         } else {

@@ -1,0 +1,219 @@
+//! Real `tr7 agent` processes for namespace labs: the binary built for the test's profile,
+//! one process per node with its own pin directory and log, killed on drop (also on panic,
+//! when the log is printed). The same helpers as `tests/tests/agent_lab.rs`, shared so that
+//! further labs (signals) need not copy them.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tr7::dataplane::Maps;
+
+use crate::bpf::PinDir;
+
+/// The `tr7` binary of this test's profile and target directory, built once per process.
+pub fn tr7_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/agent_lab-HASH
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target directory");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile directory name");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "tr7-agent", "--bin", "tr7"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let status = cmd.status().expect("run cargo build for the tr7 binary");
+        assert!(
+            status.success(),
+            "cargo build -p tr7-agent --bin tr7 failed"
+        );
+        let bin = profile_dir.join("tr7");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+}
+
+/// One agent process; killed (SIGKILL) and reaped on drop, also when the test panics.
+pub struct Agent {
+    pub name: &'static str,
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub pins: PinDir,
+    /// The node's namespace (`--netns`), which also names its control socket.
+    pub netns: String,
+}
+
+impl Agent {
+    pub fn start(name: &'static str, netns: &str, file: &Path, dir: &Path) -> Self {
+        let pins = PinDir::new(&format!("agent-{name}"));
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).expect("create agent log");
+        let child = Command::new(tr7_binary())
+            .args(["agent", "--config"])
+            .arg(file)
+            .args(["--node", name, "--netns", netns, "--pin-dir"])
+            .arg(&pins.path)
+            .env("TR7_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn tr7 agent");
+        Self {
+            name,
+            child: Some(child),
+            log,
+            pins,
+            netns: netns.to_owned(),
+        }
+    }
+
+    /// `tr7 status --netns NS --format json`: the agent's report, as JSON.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = Command::new(tr7_binary())
+            .args(["status", "--netns", &self.netns, "--format", "json"])
+            .output()
+            .expect("run tr7 status");
+        assert!(
+            out.status.success(),
+            "{}: tr7 status: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("tr7 status --format json is JSON")
+    }
+
+    /// The state (`up`, `down`, `unknown`) of the tracked signal `name` as `tr7 status`
+    /// shows it on any router, with its mechanism.
+    pub fn signal_state(&self, name: &str) -> Option<(String, String)> {
+        let report = self.status_json();
+        report["routers"]
+            .as_array()?
+            .iter()
+            .flat_map(|r| r["signals"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == name)
+            .map(|s| {
+                (
+                    s["state"].as_str().unwrap_or_default().to_owned(),
+                    s["mechanism"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
+    }
+
+    /// Whether this node's ownership map says it owns `vip` (the agent's view; the fence
+    /// may still withdraw it in the data plane).
+    pub fn owns(&self, vip: &str) -> bool {
+        let vip: IpAddr = vip.parse().unwrap();
+        Maps::open(&self.pins.path)
+            .ok()
+            .and_then(|m| m.vips().ok())
+            .is_some_and(|v| v.iter().any(|e| e.addr == vip && e.owned))
+    }
+
+    pub fn owns_all(&self, vips: &[&str]) -> bool {
+        vips.iter().all(|v| self.owns(v))
+    }
+
+    pub fn owns_none(&self, vips: &[&str]) -> bool {
+        vips.iter().all(|v| !self.owns(v))
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM; the caller then waits with [`Agent::wait_exit`].
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Waits (at most 5 s) for the exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("agent running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for agent") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{} did not exit within 5 s of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} agent log ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// A directory for the cluster file and the logs; removed on drop unless a test failed.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Polls `cond` every 2 ms until it holds or `limit` passes; returns the time it took.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
