@@ -342,16 +342,29 @@ fn attaching_turns_the_peers_vlan_offload_off() {
     assert_eq!(peer.netns.as_deref(), Some(client.as_str()), "{peer:?}");
     assert!(
         peer.turned_off.iter().any(|f| f == "tx-vlan-hw-insert")
-            && peer.turned_off.iter().any(|f| f == "tx-vlan-stag-hw-insert"),
+            && peer
+                .turned_off
+                .iter()
+                .any(|f| f == "tx-vlan-stag-hw-insert"),
         "{peer:?}"
     );
     let out = t.lab.exec(&client, &["ethtool", "-k", "va"]);
     let features = String::from_utf8_lossy(&out.stdout);
     for line in ["tx-vlan-offload: off", "tx-vlan-stag-hw-insert: off"] {
-        assert!(features.contains(line), "va after attach, no `{line}`:\n{features}");
+        assert!(
+            features.contains(line),
+            "va after attach, no `{line}`:\n{features}"
+        );
     }
     let node = t.node(Domain::Untagged).to_owned();
-    let again = attach(&t.pins.path, "vb", Some(&node), SCOPE, XdpAttachMode::Native).unwrap();
+    let again = attach(
+        &t.pins.path,
+        "vb",
+        Some(&node),
+        SCOPE,
+        XdpAttachMode::Native,
+    )
+    .unwrap();
     assert!(
         again.vlan_offload.iter().all(|c| c.turned_off.is_empty()),
         "a second attach changed features again: {:?}",

@@ -111,12 +111,18 @@ fn disable(
     netns: Option<&str>,
     features: &[&str],
 ) -> Result<OffloadChange, DataplaneError> {
-    let sock = netns::within(netns, ethtool_socket)?.map_err(|e| ethtool_err(iface, "socket", e))?;
+    let sock =
+        netns::within(netns, ethtool_socket)?.map_err(|e| ethtool_err(iface, "socket", e))?;
     let eth = Ethtool { sock, iface };
     let names = eth.feature_names()?;
     let bits: Vec<(String, usize)> = features
         .iter()
-        .filter_map(|f| names.iter().position(|n| n == f).map(|i| (f.to_string(), i)))
+        .filter_map(|f| {
+            names
+                .iter()
+                .position(|n| n == f)
+                .map(|i| (f.to_string(), i))
+        })
         .collect();
     let before = eth.features(names.len())?;
     let mut change = OffloadChange {
@@ -272,9 +278,15 @@ impl Ethtool<'_> {
 
 /// The other end of a veth.
 enum Peer {
-    Found { name: String, netns: Option<String> },
+    Found {
+        name: String,
+        netns: Option<String>,
+    },
     /// In a namespace with no name under /run/netns (a container's, say).
-    Unreachable { ifindex: u32, nsid: i32 },
+    Unreachable {
+        ifindex: u32,
+        nsid: i32,
+    },
 }
 
 /// The other end of `ifindex` in `netns` when it is a veth, asked over route netlink on a
@@ -299,8 +311,8 @@ async fn veth_peer_async(
     netns: Option<&str>,
     own: &File,
 ) -> io::Result<Option<Peer>> {
-    let (conn, handle, _) = netns::within(netns, rtnetlink::new_connection)
-        .map_err(io::Error::other)??;
+    let (conn, handle, _) =
+        netns::within(netns, rtnetlink::new_connection).map_err(io::Error::other)??;
     tokio::spawn(conn);
     let msg = handle
         .link()
