@@ -5,8 +5,11 @@
 //! `allows-misaligned-mem-access`: headers sit at 2-byte alignment (after the 14-byte
 //! Ethernet header), and without it LLVM splits every multi-byte packet read into byte
 //! loads. x86_64 and arm64 kernels (`CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS`) let the
-//! verifier accept misaligned packet and map-value reads; the packet tables load both
-//! programs through the verifier. Needs the LLVM 22 of the pinned nightly.
+//! verifier accept misaligned packet and map-value reads (on other architectures the
+//! programs would fail to load); stack accesses must stay aligned whatever the
+//! architecture. The packet tables (tests/tests/gate_table.rs, guard_table.rs) load both
+//! programs through the verifier, so a build that breaks either rule fails there. Needs the
+//! LLVM 22 of the pinned nightly (an older LLVM ignores the feature with a warning).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
