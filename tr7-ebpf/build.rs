@@ -9,7 +9,7 @@
 //! programs would fail to load); stack accesses must stay aligned whatever the
 //! architecture. The packet tables (tests/tests/gate_table.rs, guard_table.rs) load both
 //! programs through the verifier, so a build that breaks either rule fails there. Needs the
-//! LLVM 22 of the pinned nightly (an older LLVM ignores the feature with a warning).
+//! LLVM 22 of the pinned nightly (older LLVMs do not know the feature).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
