@@ -6,12 +6,11 @@
 //!
 //! On the host every test is ignored, with the reason, so the summary counts it as skipped;
 //! the guest runs them with `--ignored` and `TR7_GUEST=1`, and there a missing feature is a
-//! failure. The test of a known data-plane gap is skipped in the guest by name, and
-//! `cargo xtask vm-test` prints that it does so and why.
+//! failure.
 
 use std::time::Duration;
 
-use tr7::dataplane::{Maps, VipScope, XdpAttachMode, attach};
+use tr7::dataplane::{Maps, VipScope, XdpAttachMode, attach, vlan_offload::OffloadChange};
 use tr7_common::Reason;
 use tr7_tests::{
     bpf::PinDir,
@@ -82,6 +81,8 @@ struct Trunk {
     lab: Lab,
     pins: PinDir,
     slot: u32,
+    /// What the attach turned off to keep VLAN tags in the frame.
+    offload: Vec<OffloadChange>,
     /// `(client namespace, node namespace)` per domain, in [`DOMAINS`] order.
     ns: Vec<(String, String)>,
 }
@@ -199,6 +200,7 @@ impl Trunk {
             lab,
             pins,
             slot: att.slot,
+            offload: att.vlan_offload,
             ns,
         }
     }
@@ -310,18 +312,64 @@ fn the_gate_keys_tagged_frames_by_vlan_and_qinq() {
     gate_keys_by_domain("gate", false);
 }
 
-/// Measured in the guest (6.12): with the kernel's default VLAN offload, a tag inserted by
-/// the client's VLAN device crosses the veth in skb metadata, and XDP (native and generic)
-/// cannot read it. The gate then sees a VLAN 100 frame as untagged and a QinQ 200/100
-/// frame as VLAN 100 (the VLAN 100 key's `rx_dropped` counts the QinQ client's ARP
-/// request), and applies that domain's ownership. Replies still obey the right domain
-/// because the guard reads the metadata (`the_guard_reads_vlan_tags_from_skb_metadata`).
-/// Physical NICs that strip tags on receive (rx-vlan-offload) would behave the same.
+/// With the kernel's default VLAN offload, a tag inserted by the client's VLAN device would
+/// cross the veth in skb metadata, where XDP (native and generic) cannot read it: measured
+/// in the guest (6.12), the gate then keyed a VLAN 100 frame as untagged and a QinQ 200/100
+/// frame as VLAN 100. Attaching turns the veth peer's transmit VLAN offload off (and the
+/// trunk's own receive offload, what strips tags on a NIC), so the tags stay in the frame.
+/// Replies still obey the right domain because the guard reads the metadata on egress
+/// (`the_guard_reads_vlan_tags_from_skb_metadata`).
 #[test]
-#[ignore = "data-plane gap: XDP does not see tags the kernel keeps in skb metadata (veth VLAN offload); the outer tag is lost"]
+#[ignore = guest_only!()]
 fn the_gate_keys_offloaded_tags_by_vlan_and_qinq() {
     require_guest();
     gate_keys_by_domain("gateoff", true);
+}
+
+/// What attaching to the trunk changed: the client end's transmit VLAN offload is off, as
+/// `ethtool -k` reports, and a second attach changes nothing.
+#[test]
+#[ignore = guest_only!()]
+fn attaching_turns_the_peers_vlan_offload_off() {
+    require_guest();
+    let t = Trunk::new("offl", XdpAttachMode::Native, true);
+    let client = t.client(Domain::Untagged).to_owned();
+    let peer = t
+        .offload
+        .iter()
+        .find(|c| c.iface == "va")
+        .unwrap_or_else(|| panic!("attach did not touch the veth peer va: {:?}", t.offload));
+    assert_eq!(peer.netns.as_deref(), Some(client.as_str()), "{peer:?}");
+    assert!(
+        peer.turned_off.iter().any(|f| f == "tx-vlan-hw-insert")
+            && peer
+                .turned_off
+                .iter()
+                .any(|f| f == "tx-vlan-stag-hw-insert"),
+        "{peer:?}"
+    );
+    let out = t.lab.exec(&client, &["ethtool", "-k", "va"]);
+    let features = String::from_utf8_lossy(&out.stdout);
+    for line in ["tx-vlan-offload: off", "tx-vlan-stag-hw-insert: off"] {
+        assert!(
+            features.contains(line),
+            "va after attach, no `{line}`:\n{features}"
+        );
+    }
+    let node = t.node(Domain::Untagged).to_owned();
+    let again = attach(
+        &t.pins.path,
+        "vb",
+        Some(&node),
+        SCOPE,
+        XdpAttachMode::Native,
+    )
+    .unwrap();
+    assert!(
+        again.vlan_offload.iter().all(|c| c.turned_off.is_empty()),
+        "a second attach changed features again: {:?}",
+        again.vlan_offload
+    );
 }
 
 #[test]

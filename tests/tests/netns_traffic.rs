@@ -57,6 +57,34 @@ fn setup(tag: &str, mode: XdpAttachMode) -> Setup {
         (AttachOutcome::Attached, AttachOutcome::Attached)
     );
     assert_eq!(att.netns, tr7::netns::inode(Some(&node)).unwrap());
+    // VLAN offload off so tags stay in the frame: vb's receive stripping, and the transmit
+    // insertion of its veth peer va, found in the client's namespace.
+    let turned_off = |iface: &str, ns: &str| {
+        att.vlan_offload
+            .iter()
+            .find(|c| c.iface == iface && c.netns.as_deref() == Some(ns))
+            .map(|c| c.turned_off.clone())
+            .unwrap_or_else(|| {
+                panic!(
+                    "attach did not touch {iface} in {ns}: {:?}",
+                    att.vlan_offload
+                )
+            })
+    };
+    assert_eq!(
+        turned_off("vb", &node),
+        ["rx-vlan-hw-parse", "rx-vlan-stag-hw-parse"]
+    );
+    assert_eq!(
+        turned_off("va", &client),
+        ["tx-vlan-hw-insert", "tx-vlan-stag-hw-insert"]
+    );
+    let features = lab.exec(&client, &["ethtool", "-k", "va"]);
+    let features = String::from_utf8_lossy(&features.stdout);
+    assert!(
+        features.contains("tx-vlan-offload: off"),
+        "va after attach:\n{features}"
+    );
     let mut maps = Maps::open(&pins.path).unwrap();
     for (vip, owned) in [
         (OWNED4, true),
@@ -246,6 +274,11 @@ fn second_attach_adopts_pins_and_detach_removes_them() {
         (AttachOutcome::Adopted, AttachOutcome::Adopted)
     );
     assert_eq!(again.slot, s.slot, "the counter slot is kept");
+    assert!(
+        again.vlan_offload.iter().all(|c| c.turned_off.is_empty()),
+        "a second attach changed VLAN offload again: {:?}",
+        again.vlan_offload
+    );
     // The maps were reused with their contents: same VIPs, same ownership, counters kept.
     let after = s.maps().vips().unwrap();
     assert_eq!(after.len(), counted.len());

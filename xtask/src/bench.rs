@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Interleaved rounds; the median is reported.
     #[arg(long, default_value_t = 5)]
     rounds: u32,
+    /// dataplane: also measure the gate of an older `tr7-dataplane` object (same maps) in the
+    /// same rounds, e.g. one built at an earlier commit.
+    #[arg(long)]
+    against: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -35,7 +39,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Bench::Config => "config",
         Bench::Reconcile => "reconcile",
     };
-    run::status(run::cargo().args([
+    let mut cmd = run::cargo();
+    cmd.args([
         "run",
         "--release",
         "--quiet",
@@ -49,5 +54,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         &args.repeat.to_string(),
         "--rounds",
         &args.rounds.to_string(),
-    ]))
+    ]);
+    if let Some(against) = &args.against {
+        cmd.arg("--against").arg(against);
+    }
+    run::status(&mut cmd)
 }

@@ -7,10 +7,10 @@ use std::{
     process::ExitCode,
 };
 
-use aya::{Ebpf, programs::Xdp};
+use aya::{Ebpf, EbpfLoader, programs::Xdp};
 use tr7::dataplane::{VipScope, object::BASELINE};
 use tr7_tests::{
-    bpf::{TEST_SCOPE, TestDataplane, run_timed},
+    bpf::{TEST_SCOPE, TEST_SLOT, TestDataplane, run_timed},
     packet::Frame,
 };
 
@@ -22,15 +22,25 @@ const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 struct Opts {
     repeat: u32,
     rounds: usize,
+    /// An older `tr7-dataplane` object whose gate is measured beside this build's.
+    against: Option<std::path::PathBuf>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut opts = Opts {
         repeat: 1_000_000,
         rounds: 5,
+        against: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--against" {
+            let path = it
+                .next()
+                .ok_or("--against needs the path of a tr7-dataplane object")?;
+            opts.against = Some(path.into());
+            continue;
+        }
         let mut value = |name: &str| {
             it.next()
                 .and_then(|v| v.parse().ok())
@@ -41,7 +51,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--rounds" => opts.rounds = value("--rounds")? as usize,
             other => {
                 return Err(format!(
-                    "unknown option `{other}` (known: --repeat N, --rounds N)"
+                    "unknown option `{other}` (known: --repeat N, --rounds N, --against OBJECT)"
                 ));
             }
         }
@@ -171,28 +181,74 @@ fn dataplane(opts: &Opts) {
         "{:<18} {:>8} {:>10} {:>10} {:>7}",
         "frame", "VIPs", "gate ns", "empty ns", "ratio"
     );
+    let old_object = opts
+        .against
+        .as_ref()
+        .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("--against {}: {e}", p.display())));
+    if let Some(p) = &opts.against {
+        println!(
+            "older gate: {} (same maps, measured in the same rounds; `old/new` > 1: this build is faster)",
+            p.display()
+        );
+    }
     let mut worst_at_max = 0.0f64;
     for n in [1usize, 1_000, 100_000] {
         let mut t = TestDataplane::load("bench");
         fill(&mut t, n);
+        let mut old = old_object.as_deref().map(|o| load_old_gate(&t, o));
         for (name, bytes) in &frames {
             let mut gate_ns = Vec::new();
             let mut empty_ns = Vec::new();
+            let mut old_ns = Vec::new();
             for _ in 0..opts.rounds {
                 let (v, ns) = run_timed(t.programs.gate().unwrap(), bytes, opts.repeat);
                 assert_eq!(v, 2, "{name}: the gate must pass an owned VIP's frame");
                 gate_ns.push(ns);
                 empty_ns.push(run_timed(empty, bytes, opts.repeat).1);
+                if let Some(old) = old.as_mut() {
+                    old_ns.push(run_timed(old_gate(old), bytes, opts.repeat).1);
+                }
             }
             let (g, e) = (median(gate_ns), median(empty_ns));
             let ratio = g as f64 / e.max(1) as f64;
             if n == 100_000 {
                 worst_at_max = worst_at_max.max(ratio);
             }
-            println!("{name:<18} {n:>8} {g:>10} {e:>10} {ratio:>6.2}x");
+            print!("{name:<18} {n:>8} {g:>10} {e:>10} {ratio:>6.2}x");
+            if old.is_some() {
+                let o = median(old_ns);
+                let old_ratio = o as f64 / e.max(1) as f64;
+                print!(
+                    "   old {o:>4} ns {old_ratio:>5.2}x   old/new {:>5.2}",
+                    o as f64 / g.max(1) as f64
+                );
+            }
+            println!();
         }
     }
     println!("worst ratio at 100,000 VIPs: {worst_at_max:.2}x (target: at most 1.50x)");
+}
+
+/// Loads the gate of an older object against the maps of `t` (same pins, scope and slot),
+/// for `--against`.
+fn load_old_gate(t: &TestDataplane, object: &[u8]) -> Ebpf {
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&t.pins.path)
+        .override_global(tr7_common::global::SCOPE, &TEST_SCOPE, true)
+        .override_global(tr7_common::global::SLOT, &TEST_SLOT, true)
+        .load(object)
+        .expect("load the --against object (it must use this build's maps)");
+    old_gate(&mut ebpf)
+        .load()
+        .expect("verify the --against gate");
+    ebpf
+}
+
+fn old_gate(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(tr7_common::program::GATE)
+        .expect("the --against object has no gate")
+        .try_into()
+        .expect("the --against gate is an XDP program")
 }
 
 /// Validating the 4,000-VLAN trunk file beside only reading it (YAML and typed reading,

@@ -151,6 +151,15 @@ pub fn run(args: &DataplaneArgs) -> anyhow::Result<ExitCode> {
                 say(att.guard),
                 pin_dir.display()
             );
+            for c in att.vlan_offload.iter().filter(|c| !c.turned_off.is_empty()) {
+                println!(
+                    "{} ({}): turned off {} so VLAN tags stay in the frame (ethtool -K {} ... on to undo)",
+                    c.iface,
+                    c.netns.as_deref().unwrap_or("this namespace"),
+                    c.turned_off.join(", "),
+                    c.iface,
+                );
+            }
         }
         DataplaneCommand::Detach { iface, netns } => {
             let netns_id = netns::inode(netns.as_deref())?;

@@ -27,6 +27,7 @@ use super::{
     DataplaneError,
     maps::{Maps, PinLayout},
     object::OBJECT,
+    vlan_offload::{self, OffloadChange},
 };
 use crate::netns;
 
@@ -79,6 +80,9 @@ pub struct Attachment {
     pub slot: u32,
     pub gate: AttachOutcome,
     pub guard: AttachOutcome,
+    /// VLAN offloads turned off so tags stay in the frame (this interface, and a veth's
+    /// other end); empty when they already were off.
+    pub vlan_offload: Vec<OffloadChange>,
 }
 
 /// One loaded instance of the gate and guard, sharing the pinned maps.
@@ -200,6 +204,9 @@ pub fn attach(
         },
     )?;
 
+    // Tags hidden in skb metadata would be keyed as untagged: keep them in the frame first.
+    let offload = vlan_offload::keep_tags_in_frames(iface, ifindex, netns)?;
+
     let layout = PinLayout::new(pin_dir);
     let dir = layout.iface_dir(netns_id, ifindex);
     std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::io(&dir, e))?;
@@ -248,6 +255,7 @@ pub fn attach(
         slot: att.slot,
         gate,
         guard,
+        vlan_offload: offload,
     })
 }
 

@@ -5,6 +5,7 @@
 mod attach;
 mod maps;
 pub mod object;
+pub mod vlan_offload;
 
 use std::path::PathBuf;
 
@@ -78,6 +79,15 @@ pub enum DataplaneError {
     #[error("{path}")]
     Io {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot turn VLAN offload off on `{iface}` ({what}); the gate would see offloaded tags as absent"
+    )]
+    Ethtool {
+        iface: String,
+        what: &'static str,
         #[source]
         source: std::io::Error,
     },

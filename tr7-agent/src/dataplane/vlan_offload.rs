@@ -1,0 +1,411 @@
+//! Keeping VLAN tags in the frame, where the gate reads them.
+//!
+//! XDP sees the frame's bytes only. Where the kernel keeps a VLAN tag out of the frame, in
+//! skb metadata, the gate would key a tagged frame as untagged (and QinQ as its inner VLAN).
+//! Two offloads do that to frames arriving on an interface:
+//!
+//! - receive VLAN offload of the interface itself (`rx-vlan-hw-parse`,
+//!   `rx-vlan-stag-hw-parse`): a NIC strips the outer tag into the descriptor;
+//! - on a veth, transmit VLAN offload of its other end (`tx-vlan-hw-insert`,
+//!   `tx-vlan-stag-hw-insert`): the sender's VLAN device leaves the tag in metadata and the
+//!   veth hands the skb across as it is.
+//!
+//! [`keep_tags_in_frames`] turns those off, through the ethtool ioctl (`ETHTOOL_SFEATURES`,
+//! feature bits found by name as `ethtool -K` does), and says what it changed. The
+//! alternative, the `bpf_xdp_metadata_rx_vlan_tag` kfunc, needs a device-bound program,
+//! which runs in native mode only and on the few drivers that implement it; see
+//! docs/dataplane.md. Features stay off after a detach: turning them back on would need a
+//! record of who turned them off, and leaving them off costs the kernel a few instructions
+//! per tagged frame.
+
+use std::{
+    ffi::CString,
+    fs::File,
+    io,
+    os::fd::{AsRawFd as _, OwnedFd},
+};
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use nix::libc;
+use rtnetlink::{
+    packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload},
+    packet_route::{
+        RouteNetlinkMessage,
+        link::{InfoKind, LinkAttribute, LinkInfo},
+        nsid::{NsidAttribute, NsidMessage},
+    },
+};
+
+use super::DataplaneError;
+use crate::netns::{self, NETNS_RUN_DIR};
+
+/// Receive offloads that strip the outer tag of frames arriving on an interface.
+pub const RX_STRIP: [&str; 2] = ["rx-vlan-hw-parse", "rx-vlan-stag-hw-parse"];
+/// Transmit offloads that keep a sender's tag in metadata (across a veth).
+pub const TX_INSERT: [&str; 2] = ["tx-vlan-hw-insert", "tx-vlan-stag-hw-insert"];
+
+/// What [`keep_tags_in_frames`] did on one interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OffloadChange {
+    /// The interface, and its `ip netns` namespace (`None`: the caller's).
+    pub iface: String,
+    pub netns: Option<String>,
+    /// Features that were on and are off now.
+    pub turned_off: Vec<String>,
+    /// Features that are on and cannot be changed on this device (fixed by the driver).
+    pub fixed_on: Vec<String>,
+}
+
+/// Turns off the VLAN offloads that would hide tags from the gate on `iface` (index
+/// `ifindex` in namespace `netns`), and on its veth peer when it is one. Logs each change;
+/// features already off are left alone, so a second attach changes nothing.
+pub fn keep_tags_in_frames(
+    iface: &str,
+    ifindex: u32,
+    netns: Option<&str>,
+) -> Result<Vec<OffloadChange>, DataplaneError> {
+    let mut changes = vec![disable(iface, netns, &RX_STRIP)?];
+    match veth_peer(ifindex, netns) {
+        Ok(None) => {}
+        Ok(Some(Peer::Found { name, netns: ns })) => {
+            changes.push(disable(&name, ns.as_deref(), &TX_INSERT)?);
+        }
+        Ok(Some(Peer::Unreachable { ifindex, nsid })) => tracing::warn!(
+            iface,
+            peer_ifindex = ifindex,
+            peer_netnsid = nsid,
+            "the other end of veth {iface} is in a namespace that is not under {NETNS_RUN_DIR}: \
+             tr7 cannot turn its transmit VLAN offload off; tagged frames it sends reach the \
+             gate as untagged unless you run `ethtool -K <peer> txvlan off tx-vlan-stag-hw-insert off` there"
+        ),
+        Err(error) => tracing::warn!(
+            iface,
+            %error,
+            "cannot find the other end of veth {iface}; its transmit VLAN offload stays as it is"
+        ),
+    }
+    for c in &changes {
+        if !c.turned_off.is_empty() {
+            tracing::info!(
+                iface = %c.iface,
+                netns = c.netns.as_deref().unwrap_or("(own)"),
+                features = ?c.turned_off,
+                "turned VLAN offload off so tags stay in the frames the gate reads"
+            );
+        }
+        if !c.fixed_on.is_empty() {
+            tracing::warn!(
+                iface = %c.iface,
+                netns = c.netns.as_deref().unwrap_or("(own)"),
+                features = ?c.fixed_on,
+                "VLAN offload is fixed on in this driver: the gate sees the outer tag of such frames as absent"
+            );
+        }
+    }
+    Ok(changes)
+}
+
+/// Turns `features` off on `iface` where they are on and changeable.
+fn disable(
+    iface: &str,
+    netns: Option<&str>,
+    features: &[&str],
+) -> Result<OffloadChange, DataplaneError> {
+    let sock =
+        netns::within(netns, ethtool_socket)?.map_err(|e| ethtool_err(iface, "socket", e))?;
+    let eth = Ethtool { sock, iface };
+    let names = eth.feature_names()?;
+    let bits: Vec<(String, usize)> = features
+        .iter()
+        .filter_map(|f| {
+            names
+                .iter()
+                .position(|n| n == f)
+                .map(|i| (f.to_string(), i))
+        })
+        .collect();
+    let before = eth.features(names.len())?;
+    let mut change = OffloadChange {
+        iface: iface.to_owned(),
+        netns: netns.map(str::to_owned),
+        ..OffloadChange::default()
+    };
+    let mut set = vec![[0u32; 2]; before.len()];
+    for (name, bit) in &bits {
+        let (word, mask) = (bit / 32, 1u32 << (bit % 32));
+        if before[word].active & mask == 0 {
+            continue;
+        }
+        if before[word].available & mask == 0 {
+            change.fixed_on.push(name.clone());
+            continue;
+        }
+        set[word][0] |= mask; // valid: change this bit ...
+        change.turned_off.push(name.clone()); // ... to 0 (requested stays 0)
+    }
+    if change.turned_off.is_empty() {
+        return Ok(change);
+    }
+    eth.set_features(&set)?;
+    let after = eth.features(names.len())?;
+    for (name, bit) in &bits {
+        let (word, mask) = (bit / 32, 1u32 << (bit % 32));
+        if change.turned_off.contains(name) && after[word].active & mask != 0 {
+            return Err(ethtool_err(
+                iface,
+                "ETHTOOL_SFEATURES",
+                io::Error::other(format!("{name} is still on after turning it off")),
+            ));
+        }
+    }
+    Ok(change)
+}
+
+fn ethtool_err(iface: &str, what: &'static str, source: io::Error) -> DataplaneError {
+    DataplaneError::Ethtool {
+        iface: iface.to_owned(),
+        what,
+        source,
+    }
+}
+
+fn ethtool_socket() -> io::Result<OwnedFd> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    Ok(sock.into())
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+/// `struct ifreq` with `ifr_data` (40 bytes on 64-bit Linux).
+#[repr(C)]
+struct IfreqData {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// One word of `struct ethtool_get_features_block`.
+#[derive(Clone, Copy, Default)]
+struct FeatureWord {
+    available: u32,
+    active: u32,
+}
+
+struct Ethtool<'a> {
+    sock: OwnedFd,
+    iface: &'a str,
+}
+
+impl Ethtool<'_> {
+    /// `SIOCETHTOOL` with `buf` as the command buffer (its first word is the command).
+    fn ioctl(&self, what: &'static str, buf: &mut [u32]) -> Result<(), DataplaneError> {
+        let name = CString::new(self.iface)
+            .map_err(|e| ethtool_err(self.iface, what, io::Error::other(e)))?;
+        let bytes = name.as_bytes_with_nul();
+        if bytes.len() > libc::IFNAMSIZ {
+            return Err(ethtool_err(
+                self.iface,
+                what,
+                io::Error::other("interface name longer than IFNAMSIZ"),
+            ));
+        }
+        let mut req = IfreqData {
+            name: [0; libc::IFNAMSIZ],
+            data: buf.as_mut_ptr().cast(),
+            _pad: [0; 16],
+        };
+        req.name[..bytes.len()].copy_from_slice(bytes);
+        // SAFETY: `req` is a valid ifreq whose data pointer points at `buf`, which is sized
+        // for the command by the callers; the kernel writes only within it.
+        let rc = unsafe { libc::ioctl(self.sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
+        if rc < 0 {
+            return Err(ethtool_err(self.iface, what, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// The kernel's feature names (`ethtool -k`'s), in bit order.
+    fn feature_names(&self) -> Result<Vec<String>, DataplaneError> {
+        // struct ethtool_sset_info: cmd, reserved, u64 sset_mask, u32 data[1].
+        let mut info = [ETHTOOL_GSSET_INFO, 0, 0, 0, 0];
+        let mask = 1u64 << ETH_SS_FEATURES;
+        info[2..4].copy_from_slice(&[mask as u32, (mask >> 32) as u32]);
+        self.ioctl("ETHTOOL_GSSET_INFO", &mut info)?;
+        let count = info[4] as usize;
+        // struct ethtool_gstrings: cmd, string_set, len, then len names of 32 bytes.
+        let mut buf = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
+        buf[..3].copy_from_slice(&[ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32]);
+        self.ioctl("ETHTOOL_GSTRINGS", &mut buf)?;
+        let bytes: Vec<u8> = buf[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+        Ok(bytes
+            .chunks(ETH_GSTRING_LEN)
+            .map(|c| {
+                let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+                String::from_utf8_lossy(&c[..end]).into_owned()
+            })
+            .collect())
+    }
+
+    fn features(&self, count: usize) -> Result<Vec<FeatureWord>, DataplaneError> {
+        let words = count.div_ceil(32);
+        // struct ethtool_gfeatures: cmd, size, then per word: available, requested,
+        // active, never_changed.
+        let mut buf = vec![0u32; 2 + words * 4];
+        buf[..2].copy_from_slice(&[ETHTOOL_GFEATURES, words as u32]);
+        self.ioctl("ETHTOOL_GFEATURES", &mut buf)?;
+        Ok(buf[2..]
+            .chunks(4)
+            .map(|b| FeatureWord {
+                available: b[0],
+                active: b[2],
+            })
+            .collect())
+    }
+
+    /// `set[word] = [valid, requested]`.
+    fn set_features(&self, set: &[[u32; 2]]) -> Result<(), DataplaneError> {
+        let mut buf = vec![ETHTOOL_SFEATURES, set.len() as u32];
+        buf.extend(set.iter().flatten());
+        self.ioctl("ETHTOOL_SFEATURES", &mut buf)
+    }
+}
+
+/// The other end of a veth.
+enum Peer {
+    Found {
+        name: String,
+        netns: Option<String>,
+    },
+    /// In a namespace with no name under /run/netns (a container's, say).
+    Unreachable {
+        ifindex: u32,
+        nsid: i32,
+    },
+}
+
+/// The other end of `ifindex` in `netns` when it is a veth, asked over route netlink on a
+/// thread of its own (its own runtime, so callers inside a tokio runtime are fine too).
+fn veth_peer(ifindex: u32, netns: Option<&str>) -> io::Result<Option<Peer>> {
+    // The caller's own namespace, a candidate for the peer; opened on the caller's thread.
+    let own = File::open("/proc/thread-self/ns/net")?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(veth_peer_async(ifindex, netns, &own))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the veth peer lookup panicked")))
+    })
+}
+
+async fn veth_peer_async(
+    ifindex: u32,
+    netns: Option<&str>,
+    own: &File,
+) -> io::Result<Option<Peer>> {
+    let (conn, handle, _) =
+        netns::within(netns, rtnetlink::new_connection).map_err(io::Error::other)??;
+    tokio::spawn(conn);
+    let msg = handle
+        .link()
+        .get()
+        .match_index(ifindex)
+        .execute()
+        .try_next()
+        .await
+        .map_err(io::Error::other)?
+        .ok_or_else(|| io::Error::other(format!("no link with ifindex {ifindex}")))?;
+    let (mut veth, mut peer, mut nsid) = (false, None, None);
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::Link(l) if *l != 0 => peer = Some(*l),
+            LinkAttribute::LinkNetNsId(id) => nsid = Some(*id),
+            LinkAttribute::LinkInfo(infos) => {
+                veth |= infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)));
+            }
+            _ => {}
+        }
+    }
+    let (true, Some(peer)) = (veth, peer) else {
+        return Ok(None);
+    };
+    let peer_ns = match nsid {
+        None => Some(netns.map(str::to_owned)),
+        Some(id) => find_nsid(&handle, id, netns, own).await?,
+    };
+    let Some(peer_ns) = peer_ns else {
+        return Ok(Some(Peer::Unreachable {
+            ifindex: peer,
+            nsid: nsid.unwrap_or(-1),
+        }));
+    };
+    let name = netns::within(peer_ns.as_deref(), || nix::net::if_::if_indextoname(peer))
+        .map_err(io::Error::other)?
+        .map_err(io::Error::from)?;
+    Ok(Some(Peer::Found {
+        name: name.to_string_lossy().into_owned(),
+        netns: peer_ns,
+    }))
+}
+
+/// Which namespace has id `nsid` as seen from the namespace `handle` talks to: the caller's
+/// own (`Some(None)`) or a named one (`Some(Some(name))`); `None` when no candidate has it.
+async fn find_nsid(
+    handle: &rtnetlink::Handle,
+    nsid: i32,
+    netns: Option<&str>,
+    own: &File,
+) -> io::Result<Option<Option<String>>> {
+    if netns.is_some() && nsid_of(handle, own).await? == Some(nsid) {
+        return Ok(Some(None));
+    }
+    let Ok(dir) = std::fs::read_dir(NETNS_RUN_DIR) else {
+        return Ok(None);
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(file) = File::open(entry.path()) else {
+            continue;
+        };
+        if nsid_of(handle, &file).await? == Some(nsid) {
+            return Ok(Some(Some(name)));
+        }
+    }
+    Ok(None)
+}
+
+/// `RTM_GETNSID` for the namespace file `ns`: its id as seen from `handle`'s namespace,
+/// `None` when it has none there.
+async fn nsid_of(handle: &rtnetlink::Handle, ns: &File) -> io::Result<Option<i32>> {
+    let mut msg = NsidMessage::default();
+    msg.attributes = vec![NsidAttribute::Fd(ns.as_raw_fd() as u32)];
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    let mut answers = handle.clone().request(req).map_err(io::Error::other)?;
+    while let Some(answer) = answers.next().await {
+        match answer.payload {
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                return Err(io::Error::other(format!("RTM_GETNSID: {e}")));
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
+                let id = m.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) => Some(*id),
+                    _ => None,
+                });
+                return Ok(id.filter(|id| *id >= 0));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
