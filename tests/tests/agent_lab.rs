@@ -1184,7 +1184,7 @@ fn sighup_reload_applies_only_differences() {
         );
     }
     assert!(
-        log_b.contains("fence changed") && log_b.contains("new_ms=202.34"),
+        log_b.contains("fence changed") && log_b.contains("new_ms=402.34"),
         "node-b did not shorten its fence:\n{log_b}"
     );
     assert!(fence_of(&s.b) < fence_of(&s.a));
