@@ -342,11 +342,18 @@ fn start_driver(
             let peers = slot.peers.iter().copied().filter(IpAddr::is_ipv4).collect();
             (primary, peers)
         }
-        // RFC 9568 5.1.2.1: IPv6 adverts come from the link-local address, and the
-        // receive checks drop any other source. The file's unicast peers are global
-        // addresses, so a peer's adverts could never match them: IPv6 virtual routers
-        // run over ff02::12 until the file can name the peers' link-local addresses.
-        Family::V6 => (IpAddr::V6(link_local(netns, iface)?), Vec::new()),
+        // With IPv6 peers: unicast from this node's source in the file (global or
+        // link-local), because the peers know us by it (keepalived binds its receive
+        // socket to its unicast_src_ip and checks our source against its unicast_peer
+        // list). Without: ff02::12 from the link-local address (RFC 9568 5.1.2.1).
+        // docs/vrrp.md, "IPv6 unicast".
+        Family::V6 => {
+            let peers: Vec<IpAddr> = slot.peers.iter().copied().filter(IpAddr::is_ipv6).collect();
+            match slot.source.ipv6 {
+                Some(source) if !peers.is_empty() => (source, peers),
+                _ => (IpAddr::V6(link_local(netns, iface)?), peers),
+            }
+        }
     };
     let mut config = Config::new(slot.vrid.value, slot.priority, primary, vips.clone());
     config.advert_interval_cs = interval_cs(slot);

@@ -13,8 +13,8 @@ pub mod timers;
 pub use checksum::ChecksumMode;
 pub use io::{Driver, DriverConfig, DriverError, IoCounters, Ownership, Status};
 pub use packet::{
-    AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, check_ip_header,
-    virtual_mac,
+    AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, Transport,
+    check_ip_header, virtual_mac,
 };
 pub use socket::{SocketError, VrrpSocket, link_local_v6};
 pub use state::{
