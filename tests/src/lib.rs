@@ -6,6 +6,7 @@
 pub mod bpf;
 pub mod capture;
 pub mod cluster_lab;
+pub mod failover;
 pub mod keepalived;
 pub mod lab;
 pub mod packet;
