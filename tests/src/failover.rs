@@ -5,10 +5,12 @@
 //! The lab: namespaces node-a, node-b and client on a bridge (192.0.2.2, .3 and .1), one
 //! IPv4 VIP 192.0.2.10, unicast VRRPv3 between the nodes, node-a priority 200, node-b 100,
 //! preemption on. The client sends an ICMP echo request to the VIP every millisecond from
-//! a raw socket (one process, sequence numbers, not a forked ping per packet); the
-//! replies are timestamped by the kernel (SO_TIMESTAMPNS), so a busy machine delays the
-//! reading, not the times. The outage of one failure is the longest gap between two
-//! replies from just before the fault until replies flow from the new master.
+//! a raw socket (one process, 32-bit sequence numbers, not a forked ping per packet) and
+//! notes which requests were answered. The outage of one failure is the longest gap
+//! between replies from just before the fault until replies flow from the new master,
+//! counted in the requests' send times and only across lost requests: when the busy
+//! machine does not schedule the client for 20 ms, it sends nothing, loses nothing, and
+//! that pause is reported as the stall (noise floor) of the run, not as outage.
 //!
 //! Faults ([`Fault`]) are done to the master, node-a, which is then restarted and
 //! preempts again before the next one. Issue 6 adds carrier and gateway loss as further
@@ -96,18 +98,20 @@ impl Default for Opts {
 /// One measured failure.
 #[derive(Clone, Copy, Debug)]
 struct Outage {
-    /// Longest gap between replies, or the whole window when replies never came back.
+    /// Longest gap between answered requests across lost ones, or to the end of the
+    /// window when replies never came back.
     gap: Duration,
     recovered: bool,
-    /// Longest gap in the second before the fault: the noise floor of this machine.
+    /// The client's longest pause between two requests in the second before the fault:
+    /// how much this machine stalls a 1 ms sender (not counted in `gap`).
     noise: Duration,
 }
 
 /// Runs every (interval, implementation, fault) `rounds` times and prints the table.
 pub fn run(opts: &Opts, tr7: &Path) {
     println!(
-        "failover: outage = longest gap between the client's 1 ms echo replies from the VIP; \
-         {} round(s); load {}",
+        "failover: outage = longest gap between the client's answered 1 ms echo requests to \
+         the VIP, across lost ones; {} round(s); load {}",
         opts.rounds,
         loadavg()
     );
@@ -134,7 +138,7 @@ pub fn run(opts: &Opts, tr7: &Path) {
     println!();
     println!(
         "{:>8}  {:<8}  {:>22}  {:>22}  {:>9}",
-        "interval", "fault", "TR7 median/max ms", "keepalived median/max", "noise ms"
+        "interval", "fault", "TR7 median/max ms", "keepalived median/max", "stall ms"
     );
     let mut sigterm_ok = true;
     let mut not_worse = true;
@@ -473,12 +477,21 @@ impl Drop for Node {
     }
 }
 
-/// The client: an ICMP echo request to the VIP every millisecond, and every reply's
-/// kernel timestamp.
+/// The client: an ICMP echo request to the VIP every millisecond, each with a 32-bit
+/// sequence number in its data, and which of them were answered.
 struct Pinger {
     stop: Arc<AtomicBool>,
-    replies: Arc<Mutex<Vec<Duration>>>,
+    log: Arc<Mutex<PingLog>>,
     threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct PingLog {
+    /// When request `n` was sent (CLOCK_REALTIME, taken by the sender before `sendto`).
+    sent: Vec<Duration>,
+    answered: Vec<bool>,
+    /// The kernel timestamp of the latest reply.
+    last_reply: Option<Duration>,
 }
 
 impl Pinger {
@@ -498,50 +511,70 @@ impl Pinger {
         .unwrap_or_else(|e| panic!("ICMP socket in {ns}: {e}"));
         let fd = Arc::new(fd);
         let stop = Arc::new(AtomicBool::new(false));
-        let replies = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(PingLog::default()));
         let id = (std::process::id() & 0xffff) as u16;
         let sender = {
-            let (fd, stop) = (fd.clone(), stop.clone());
-            std::thread::spawn(move || send_loop(&fd, &stop, dst, id))
+            let (fd, stop, log) = (fd.clone(), stop.clone(), log.clone());
+            std::thread::spawn(move || send_loop(&fd, &stop, &log, dst, id))
         };
         let receiver = {
-            let (fd, stop, replies) = (fd.clone(), stop.clone(), replies.clone());
-            std::thread::spawn(move || recv_loop(&fd, &stop, &replies, id))
+            let (fd, stop, log) = (fd.clone(), stop.clone(), log.clone());
+            std::thread::spawn(move || recv_loop(&fd, &stop, &log, id))
         };
         Self {
             stop,
-            replies,
+            log,
             threads: vec![sender, receiver],
         }
     }
 
     /// A reply arrived in the last 20 ms.
     fn flowing(&self) -> bool {
-        let last = self.replies.lock().unwrap().last().copied();
+        let last = self.log.lock().unwrap().last_reply;
         last.is_some_and(|t| now().saturating_sub(t) < Duration::from_millis(20))
     }
 
-    /// The longest gap between replies in [`t0`, `end`], counting from `t0` to the first
-    /// reply after it and from the last reply to `end` when replies did not come back.
+    /// The outage around a fault at `t0`: the longest gap between two answered requests
+    /// with lost ones between them, from the last answered before the fault, in the
+    /// requests' send times. A client that was not scheduled sent nothing and lost
+    /// nothing, so its own stalls are not counted as outage (they show as `noise`).
+    /// Without recovery, the gap runs to `end`.
     fn outage(&self, t0: Duration, end: Duration, recovered: bool) -> Outage {
-        let r = self.replies.lock().unwrap();
-        let before = r.iter().rev().find(|t| **t <= t0).copied().unwrap_or(t0);
-        let mut times: Vec<Duration> = vec![before];
-        times.extend(r.iter().copied().filter(|t| *t > t0 && *t <= end));
-        if !recovered {
-            times.push(end);
+        let log = self.log.lock().unwrap();
+        let n = log.sent.len();
+        // Requests sent in the last 10 ms may still be on their way.
+        let settled = |i: usize| log.sent[i] + Duration::from_millis(10) <= end;
+        let first = (0..n)
+            .rev()
+            .find(|&i| log.sent[i] <= t0 && log.answered[i])
+            .unwrap_or(0);
+        let mut last_ok = log.sent[first];
+        let mut lost_since = 0usize;
+        let mut gap = Duration::ZERO;
+        for i in first + 1..n {
+            if !settled(i) {
+                break;
+            }
+            if log.answered[i] {
+                if lost_since > 0 {
+                    gap = gap.max(log.sent[i] - last_ok);
+                }
+                last_ok = log.sent[i];
+                lost_since = 0;
+            } else {
+                lost_since += 1;
+            }
         }
-        let gap = times
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .max()
-            .unwrap_or_default();
-        let quiet: Vec<Duration> = r
+        if !recovered || lost_since > 0 {
+            gap = gap.max(end.saturating_sub(last_ok));
+        }
+        let before: Vec<Duration> = log
+            .sent
             .iter()
             .copied()
             .filter(|t| *t + Duration::from_secs(1) >= t0 && *t <= t0)
             .collect();
-        let noise = quiet
+        let noise = before
             .windows(2)
             .map(|w| w[1] - w[0])
             .max()
@@ -563,21 +596,25 @@ impl Drop for Pinger {
     }
 }
 
-fn send_loop(fd: &OwnedFd, stop: &AtomicBool, dst: Ipv4Addr, id: u16) {
+fn send_loop(fd: &OwnedFd, stop: &AtomicBool, log: &Mutex<PingLog>, dst: Ipv4Addr, id: u16) {
     let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
-    let start = Instant::now();
-    let mut seq: u16 = 0;
-    let mut next = start;
+    let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        let seq = {
+            let mut log = log.lock().unwrap();
+            log.sent.push(now());
+            log.answered.push(false);
+            (log.sent.len() - 1) as u32
+        };
         let mut msg = [0u8; 16];
         msg[0] = 8; // echo request
         msg[4..6].copy_from_slice(&id.to_be_bytes());
-        msg[6..8].copy_from_slice(&seq.to_be_bytes());
+        msg[6..8].copy_from_slice(&(seq as u16).to_be_bytes());
+        msg[8..12].copy_from_slice(&seq.to_be_bytes());
         let sum = checksum(&msg);
         msg[2..4].copy_from_slice(&sum.to_be_bytes());
-        // Errors (no neighbour yet, a full queue) are outages like any other.
+        // Errors (no neighbour yet, a full queue) are losses like any other.
         let _ = sock::sendto(fd.as_raw_fd(), &msg, &to, MsgFlags::MSG_DONTWAIT);
-        seq = seq.wrapping_add(1);
         next += Duration::from_millis(1);
         let now = Instant::now();
         if next > now {
@@ -589,7 +626,7 @@ fn send_loop(fd: &OwnedFd, stop: &AtomicBool, dst: Ipv4Addr, id: u16) {
     }
 }
 
-fn recv_loop(fd: &OwnedFd, stop: &AtomicBool, replies: &Mutex<Vec<Duration>>, id: u16) {
+fn recv_loop(fd: &OwnedFd, stop: &AtomicBool, log: &Mutex<PingLog>, id: u16) {
     let mut buf = [0u8; 1500];
     while !stop.load(Ordering::Relaxed) {
         let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
@@ -618,11 +655,16 @@ fn recv_loop(fd: &OwnedFd, stop: &AtomicBool, replies: &Mutex<Vec<Duration>>, id
             continue;
         };
         let ihl = usize::from(first & 0x0f) * 4;
-        let Some(icmp) = packet.get(ihl..ihl + 8) else {
+        let Some(icmp) = packet.get(ihl..ihl + 12) else {
             continue;
         };
         if icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == id {
-            replies.lock().unwrap().push(at.unwrap_or_else(now));
+            let seq = u32::from_be_bytes([icmp[8], icmp[9], icmp[10], icmp[11]]) as usize;
+            let mut log = log.lock().unwrap();
+            if let Some(a) = log.answered.get_mut(seq) {
+                *a = true;
+            }
+            log.last_reply = Some(at.unwrap_or_else(now));
         }
     }
 }
