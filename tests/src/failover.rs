@@ -291,15 +291,23 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
             std::thread::sleep(Duration::from_millis(20));
             let end = now();
             let outage = pinger.outage(t0, end, recovered);
+            // A killed keepalived leaves its VIP on the interface: the dead node keeps
+            // answering for it next to the new master (TR7's fence withdraws it).
+            let stale = which == Impl::Keepalived && *fault == Fault::Kill9 && a.is_master();
             eprintln!(
-                "{} {}ms {} round {}: outage {:.1} ms{} (noise {:.1} ms)",
+                "{} {}ms {} round {}: outage {:.1} ms{} (client stall {:.1} ms){}",
                 which.name(),
                 interval.as_millis(),
                 fault.name(),
                 round + 1,
                 ms(outage.gap),
                 if recovered { "" } else { ", no recovery" },
-                ms(outage.noise)
+                ms(outage.noise),
+                if stale {
+                    "; the killed node still holds the VIP"
+                } else {
+                    ""
+                }
             );
             outages.push(outage);
             a = Node::start(&spec_a, &mut starts);
