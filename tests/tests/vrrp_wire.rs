@@ -680,20 +680,25 @@ fn keepalived_interop_ipv6_unicast_from_a_non_peer_is_dropped() {
     assert_clean_wire(&st);
 }
 
-#[test]
-fn keepalived_interop_ipv6_multicast() {
-    // Proves IPv6 multicast interop (ff02::12, link-local sources on both sides):
-    // keepalived (200) preempts TR7 (100), TR7 follows keepalived's link-local address,
-    // keepalived's SIGTERM makes TR7 master after Skew_Time (multicast: no fast
-    // takeover), and never two masters for longer than one interval.
-    let (_lab, t, k) = keepalived_pair("k6m");
-    let lt = IpAddr::V6(link_local_v6(Some(&t), "vt").unwrap());
-    let lk = IpAddr::V6(link_local_v6(Some(&k), "vk").unwrap());
+/// Proves multicast interop (224.0.0.18 or ff02::12; for IPv6 link-local sources on
+/// both sides): keepalived (200) preempts TR7 (100), TR7 follows keepalived's address,
+/// keepalived's SIGTERM makes TR7 master after Skew_Time (multicast: no fast takeover),
+/// and never two masters for longer than one interval.
+fn interop_multicast(family: Family, tag: &str) {
+    let (_lab, t, k) = keepalived_pair(tag);
+    let (ours, theirs, vip) = match family {
+        Family::V4 => (v4(1), v4(2), IpAddr::V4(VIP4)),
+        Family::V6 => (
+            IpAddr::V6(link_local_v6(Some(&t), "vt").unwrap()),
+            IpAddr::V6(link_local_v6(Some(&k), "vk").unwrap()),
+            IpAddr::V6(VIP6),
+        ),
+    };
     let capture = AdvertCapture::start(&t, "vt");
     let tr7 = start(
         &t,
         "vt",
-        config(100, lt, IpAddr::V6(VIP6), &[]),
+        config(100, ours, vip, &[]),
         ChecksumMode::PseudoHeader,
     );
     wait_for(Duration::from_secs(2), "TR7 master alone", || {
@@ -709,11 +714,11 @@ fn keepalived_interop_ipv6_multicast() {
             interval_cs: INTERVAL_CS,
             unicast_src: None,
             unicast_peers: Vec::new(),
-            vip: IpAddr::V6(VIP6),
+            vip,
         },
     );
     wait_for(Duration::from_secs(5), "keepalived preempts TR7", || {
-        keepalived.is_master() && tr7.driver.status().master == Some((lk, 200))
+        keepalived.is_master() && tr7.driver.status().master == Some((theirs, 200))
     });
     holds_for(5 * INTERVAL, "keepalived master, TR7 backup", || {
         keepalived.is_master() && tr7.driver.state() == State::Backup
@@ -727,7 +732,7 @@ fn keepalived_interop_ipv6_multicast() {
     );
     let (at, reason) = tr7.events.owned_since(term).unwrap();
     eprintln!(
-        "multicast IPv6: TR7 took over from keepalived's SIGTERM in {:?} ({reason})",
+        "multicast {family}: TR7 took over from keepalived's SIGTERM in {:?} ({reason})",
         at - term
     );
     assert_eq!(reason, Reason::MasterDown, "multicast waits Skew_Time");
@@ -735,7 +740,17 @@ fn keepalived_interop_ipv6_multicast() {
     assert_eq!(st.vrrp.priority_zero_received, 1, "{st:?}");
     assert_clean_wire(&st);
     std::thread::sleep(3 * INTERVAL);
-    assert_never_two_masters(&capture, "IPv6 multicast keepalived higher");
+    assert_never_two_masters(&capture, &format!("{family} multicast keepalived higher"));
+}
+
+#[test]
+fn keepalived_interop_ipv4_multicast() {
+    interop_multicast(Family::V4, "k4m");
+}
+
+#[test]
+fn keepalived_interop_ipv6_multicast() {
+    interop_multicast(Family::V6, "k6m");
 }
 
 #[test]
