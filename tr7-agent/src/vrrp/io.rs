@@ -51,8 +51,9 @@ pub struct DriverConfig {
     pub netns: Option<String>,
     pub interface: String,
     /// The machine's configuration. `primary_address` is the source of our adverts:
-    /// `unicast_src_ip` or the interface's address for IPv4, the interface's
-    /// link-local address for IPv6 ([`link_local_v6`](super::socket::link_local_v6)).
+    /// `unicast_src_ip` or the interface's address for IPv4; for IPv6 the interface's
+    /// link-local address over multicast ([`link_local_v6`](super::socket::link_local_v6)),
+    /// the node's unicast source with unicast peers (docs/vrrp.md, "IPv6 unicast").
     pub vrrp: Config,
     /// The IPv4 checksum we send (IPv6 has only one).
     pub checksum: ChecksumMode,
