@@ -430,6 +430,7 @@ impl Node {
                         unicast_src: Some(IpAddr::V4(src)),
                         unicast_peers: vec![IpAddr::V4(peer)],
                         vip: IpAddr::V4(VIP),
+                        default_unicast_ttl: false,
                     },
                 ))
             }

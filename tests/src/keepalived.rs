@@ -31,6 +31,8 @@ pub struct KeepalivedConfig {
     /// `unicast_peer`; empty: multicast (224.0.0.18 / ff02::12).
     pub unicast_peers: Vec<IpAddr>,
     pub vip: IpAddr,
+    /// Leave `unicast_ttl` out (keepalived's own default), to show what it does.
+    pub default_unicast_ttl: bool,
 }
 
 impl KeepalivedConfig {
@@ -45,7 +47,10 @@ impl KeepalivedConfig {
             for p in &self.unicast_peers {
                 unicast.push_str(&format!("        {p}\n"));
             }
-            unicast.push_str("    }\n    check_unicast_src\n    unicast_ttl 255\n");
+            unicast.push_str("    }\n    check_unicast_src\n");
+            if !self.default_unicast_ttl {
+                unicast.push_str("    unicast_ttl 255\n");
+            }
         }
         let prefix = if self.vip.is_ipv4() { 32 } else { 128 };
         format!(

@@ -462,6 +462,7 @@ fn keepalived_unicast(s: Sides, priority: u8) -> KeepalivedConfig {
         unicast_src: Some(s.keepalived),
         unicast_peers: vec![s.tr7],
         vip: s.vip,
+        default_unicast_ttl: false,
     }
 }
 
@@ -715,6 +716,7 @@ fn interop_multicast(family: Family, tag: &str) {
             unicast_src: None,
             unicast_peers: Vec::new(),
             vip,
+            default_unicast_ttl: false,
         },
     );
     wait_for(Duration::from_secs(5), "keepalived preempts TR7", || {
@@ -751,6 +753,53 @@ fn keepalived_interop_ipv4_multicast() {
 #[test]
 fn keepalived_interop_ipv6_multicast() {
     interop_multicast(Family::V6, "k6m");
+}
+
+#[test]
+fn keepalived_ipv6_unicast_needs_unicast_ttl_255() {
+    // Proves why the interop setup gives keepalived `unicast_ttl 255`: without it
+    // keepalived 2.2.7 sends IPv6 unicast adverts with hop limit 64, which RFC 9568
+    // 5.1.2.2 makes receivers drop. TR7 drops and counts every one (`bad_ttl`), hears
+    // no master, and becomes master itself next to keepalived.
+    let (_lab, t, k) = keepalived_pair("k6h");
+    let s = sides(Family::V6);
+    let keepalived = Keepalived::start(
+        &k,
+        "k1",
+        KeepalivedConfig {
+            default_unicast_ttl: true,
+            ..keepalived_unicast(s, 200)
+        },
+    );
+    let tr7 = start(
+        &t,
+        "vt",
+        config(100, s.tr7, s.vip, &[s.keepalived]),
+        ChecksumMode::PseudoHeader,
+    );
+    wait_for(Duration::from_secs(5), "keepalived master", || {
+        keepalived.is_master()
+    });
+    wait_for(
+        Duration::from_secs(2),
+        "TR7 drops keepalived's adverts",
+        || {
+            tr7.driver
+                .status()
+                .io
+                .ip_check_dropped
+                .get("bad_ttl")
+                .copied()
+                .unwrap_or(0)
+                >= 5
+        },
+    );
+    wait_for(Duration::from_secs(2), "TR7 master as well", || {
+        tr7.driver.state() == State::Master
+    });
+    let st = tr7.driver.status();
+    assert_eq!(st.vrrp.adverts_received, 0, "{st:?}");
+    assert_eq!(st.master, None, "{st:?}");
 }
 
 #[test]
