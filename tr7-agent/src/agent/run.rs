@@ -349,10 +349,11 @@ fn start_driver(
         // docs/vrrp.md, "IPv6 unicast".
         Family::V6 => {
             let peers: Vec<IpAddr> = slot.peers.iter().copied().filter(IpAddr::is_ipv6).collect();
-            match slot.source.ipv6 {
-                Some(source) if !peers.is_empty() => (source, peers),
-                _ => (IpAddr::V6(link_local(netns, iface)?), peers),
-            }
+            let source = match slot.source.ipv6 {
+                Some(IpAddr::V6(source)) if !peers.is_empty() => source,
+                _ => link_local(netns, iface)?,
+            };
+            (IpAddr::V6(wait_usable(netns, iface, source)?), peers)
         }
     };
     let mut config = Config::new(slot.vrid.value, slot.priority, primary, vips.clone());
@@ -392,6 +393,33 @@ fn start_driver(
         ownership,
     )?;
     Ok(driver)
+}
+
+/// `source` once the kernel accepts it as a source: an address the topology just added
+/// is tentative until duplicate address detection ends (a second or two).
+fn wait_usable(
+    netns: Option<&str>,
+    iface: &str,
+    source: std::net::Ipv6Addr,
+) -> Result<std::net::Ipv6Addr, AgentError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match crate::vrrp::ipv6_source_usable(netns, iface, source) {
+            Ok(true) => return Ok(source),
+            Ok(false) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(false) => {
+                return Err(AgentError::Driver(DriverError::Socket(
+                    crate::vrrp::SocketError::SourceNotUsable {
+                        iface: iface.to_owned(),
+                        addr: source,
+                    },
+                )));
+            }
+            Err(e) => return Err(AgentError::Driver(DriverError::Socket(e))),
+        }
+    }
 }
 
 /// The interface's link-local address. A link that the topology just set up gets one

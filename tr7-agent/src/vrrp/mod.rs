@@ -16,7 +16,7 @@ pub use packet::{
     AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, Transport,
     check_ip_header, virtual_mac,
 };
-pub use socket::{SocketError, VrrpSocket, link_local_v6};
+pub use socket::{SocketError, VrrpSocket, ipv6_source_usable, link_local_v6};
 pub use state::{
     Action, AnnounceReason, Config, ConfigError, Counters, DropCounters, DropReason, Reason, State,
     Vrrp,
