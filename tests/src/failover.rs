@@ -12,9 +12,10 @@
 //! machine does not schedule the client for 20 ms, it sends nothing, loses nothing, and
 //! that pause is reported as the stall (noise floor) of the run, not as outage.
 //!
-//! Faults ([`Fault`]) are done to the master, node-a, which is then restarted and
-//! preempts again before the next one. Issue 6 adds carrier and gateway loss as further
-//! faults: a variant, its `name` and its arm in [`Node::inflict`].
+//! Faults ([`Fault`]) are done to the master, node-a, which then recovers ([`recover`]:
+//! restarted) and preempts again before the next one. Issue 6 adds carrier and gateway
+//! loss as further faults: a variant, its `name`, its arm in `Node::inflict` and in
+//! `recover`, and its name in `tr7-bench`'s `--faults` parser.
 
 use std::fs::File;
 use std::io::IoSliceMut;
@@ -310,7 +311,7 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
                 }
             );
             outages.push(outage);
-            a = Node::start(&spec_a, &mut starts);
+            recover(&mut a, *fault, &spec_a, &mut starts);
         }
     }
     wait(settle, || a.is_master() && !b.is_master());
@@ -321,6 +322,15 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// Undoes `fault` on node-a so that it can preempt again: a killed or stopped node is
+/// started again (it adopts its pins). A fault that leaves the process running (carrier
+/// or gateway loss, issue 6) undoes its cause here instead.
+fn recover(a: &mut Node, fault: Fault, spec: &NodeSpec, starts: &mut u32) {
+    match fault {
+        Fault::Kill9 | Fault::Sigterm => *a = Node::start(spec, starts),
+    }
 }
 
 fn now() -> Duration {
