@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// failover: faults, comma-separated: kill9, sigterm (default both).
     #[arg(long)]
     faults: Option<String>,
+    /// failover: implementations, comma-separated: tr7, keepalived (default both).
+    #[arg(long)]
+    impls: Option<String>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -79,6 +82,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(f) = &args.faults {
         cmd.args(["--faults", f]);
+    }
+    if let Some(i) = &args.impls {
+        cmd.args(["--impls", i]);
     }
     run::status(&mut cmd)
 }

@@ -60,6 +60,21 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     })
                     .collect::<Result<_, _>>()?;
             }
+            "--impls" => {
+                let list = it
+                    .next()
+                    .ok_or("--impls needs a list, e.g. tr7,keepalived")?;
+                opts.failover.impls = list
+                    .split(',')
+                    .map(|v| match v.trim() {
+                        "tr7" => Ok(failover::Impl::Tr7),
+                        "keepalived" => Ok(failover::Impl::Keepalived),
+                        other => Err(format!(
+                            "--impls: unknown implementation `{other}` (known: tr7, keepalived)"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             "--faults" => {
                 let list = it
                     .next()
@@ -78,7 +93,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             other => {
                 return Err(format!(
                     "unknown option `{other}` (known: --repeat N, --rounds N, and for failover \
-                     --intervals MS,MS,.. and --faults kill9,sigterm)"
+                     --intervals MS,MS,.., --faults kill9,sigterm and --impls tr7,keepalived)"
                 ));
             }
         }
@@ -98,7 +113,7 @@ fn main() -> ExitCode {
     let Some((what, rest)) = args.split_first() else {
         eprintln!(
             "usage: tr7-bench dataplane|config|reconcile|failover [--repeat N] [--rounds N] \
-             [--intervals MS,..] [--faults kill9,sigterm]"
+             [--intervals MS,..] [--faults kill9,sigterm] [--impls tr7,keepalived]"
         );
         return ExitCode::FAILURE;
     };
