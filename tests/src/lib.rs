@@ -1,10 +1,14 @@
 //! Support for TR7's privileged integration tests: a packet builder for BPF_PROG_TEST_RUN
-//! tables, network-namespace labs that always clean up, and a data plane loaded into a
-//! private bpffs directory so tests never touch a real deployment's pins.
+//! tables, network-namespace labs that always clean up, a data plane loaded into a
+//! private bpffs directory so tests never touch a real deployment's pins, keepalived as a
+//! peer, and a capture of VRRP adverts.
 
 pub mod agents;
 pub mod bpf;
+pub mod capture;
 pub mod cluster_lab;
+pub mod failover;
+pub mod keepalived;
 pub mod lab;
 pub mod packet;
 

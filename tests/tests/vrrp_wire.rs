@@ -3,11 +3,7 @@
 //! Master_Down_Interval is 3 x 100 ms + Skew_Time (21.9 ms at priority 200, 60.9 ms at
 //! 100) and every wait is a few hundred milliseconds. Only documentation addresses.
 
-use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +13,8 @@ use tr7::vrrp::{
     Advertisement, ChecksumMode, Config, Driver, DriverConfig, Ownership, State, Status,
     VrrpSocket, link_local_v6,
 };
+use tr7_tests::capture::{AdvertCapture, worst_overlap};
+use tr7_tests::keepalived::{Keepalived, KeepalivedConfig};
 use tr7_tests::lab::Lab;
 
 const VRID: u8 = 51;
@@ -45,11 +43,24 @@ enum Event {
 /// Records every ownership call with its instant, as the test's stand-in for the BPF
 /// ownership map.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(Instant, Event)>>>);
+struct Recorder(
+    Arc<Mutex<Vec<(Instant, Event)>>>,
+    Arc<Mutex<Vec<(Instant, Reason)>>>,
+);
 
 impl Recorder {
     fn events(&self) -> Vec<(Instant, Event)> {
         self.0.lock().unwrap().clone()
+    }
+
+    /// The first `own` at or after `since`, with the reason the machine gave.
+    fn owned_since(&self, since: Instant) -> Option<(Instant, Reason)> {
+        self.1
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, _)| *t >= since)
+            .copied()
     }
 
     /// The instant of the first `event` at or after `since`.
@@ -62,8 +73,10 @@ impl Recorder {
 }
 
 impl Ownership for Recorder {
-    fn own(&mut self, _from: State, _reason: Reason, _accept_mode: bool) {
-        self.0.lock().unwrap().push((Instant::now(), Event::Own));
+    fn own(&mut self, _from: State, reason: Reason, _accept_mode: bool) {
+        let now = Instant::now();
+        self.0.lock().unwrap().push((now, Event::Own));
+        self.1.lock().unwrap().push((now, reason));
     }
     fn release(&mut self, _from: State, to: State, _reason: Reason) {
         self.0
@@ -403,271 +416,390 @@ fn ipv4_unicast_advert_from_non_peer_is_dropped() {
 }
 
 // ---------------------------------------------------------------------------------
-// keepalived
+// keepalived (tr7_tests::keepalived: VRRPv3, `old_unicast_checksum never`, in unicast
+// mode `check_unicast_src` and `unicast_ttl 255`)
 
-/// keepalived in the foreground in a namespace, in its own process group; killed (the
-/// whole group) when dropped, also on panic.
-struct Keepalived {
-    child: Option<Child>,
-    dir: PathBuf,
-    ns: String,
-    iface: String,
-}
-
-impl Keepalived {
-    fn start(ns: &str, iface: &str, priority: u8, src: &str, peer: &str) -> Self {
-        assert!(
-            Command::new("keepalived").arg("--version").output().is_ok(),
-            "keepalived is not installed: run `cargo xtask setup`"
-        );
-        let dir = std::env::temp_dir().join(format!("{ns}-keepalived"));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("keepalived.conf");
-        // VRRPv3, unicast, and `old_unicast_checksum never`: the strict checksum
-        // setting, no auto-detection of the pre-1.3.6 unicast checksum.
-        fs::write(
-            &conf,
-            format!(
-                "global_defs {{
-    router_id tr7-test
-    vrrp_version 3
-    script_user root
-}}
-vrrp_instance tr7 {{
-    state BACKUP
-    interface {iface}
-    virtual_router_id {VRID}
-    priority {priority}
-    advert_int 0.1
-    unicast_src_ip {src}
-    unicast_peer {{
-        {peer}
-    }}
-    old_unicast_checksum never
-    virtual_ipaddress {{
-        {VIP4}/32
-    }}
-}}
-"
-            ),
-        )
-        .unwrap();
-        let log = fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "keepalived",
-                "-n",
-                "-l",
-                "-D",
-                "-P",
-                "-f",
-            ])
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.join("keepalived.pid"))
-            .arg("-r")
-            .arg(dir.join("vrrp.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            // Its own group, so the VRRP child dies with it in Drop.
-            .process_group(0)
-            .spawn()
-            .expect("spawn keepalived");
-        Self {
-            child: Some(child),
-            dir,
-            ns: ns.to_owned(),
-            iface: iface.to_owned(),
-        }
-    }
-
-    /// Whether keepalived is master: the VIP is on its interface.
-    fn is_master(&self) -> bool {
-        let out = Command::new("ip")
-            .args([
-                "-n",
-                &self.ns,
-                "-4",
-                "-o",
-                "addr",
-                "show",
-                "dev",
-                &self.iface,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP4}/32"))
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    /// SIGTERM to the parent, then wait (at most 5 s) for it to exit.
-    fn terminate(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        signal(&format!("{}", child.id()), "TERM");
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.child = Some(child);
-        panic!(
-            "keepalived did not exit within 5 s of SIGTERM:\n{}",
-            self.log()
-        );
-    }
-}
-
-/// `kill -SIG TARGET`, with the procps `kill` (a negative target is a process group).
-fn signal(target: &str, sig: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{sig}"), "--", target])
-        .stderr(Stdio::null())
-        .status();
-}
-
-impl Drop for Keepalived {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&format!("-{}", child.id()), "KILL");
-            let _ = child.wait();
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// TR7 in namespace `t` (192.0.2.1 on vt), keepalived in `k` (192.0.2.2 on vk).
+/// TR7 in namespace `t` (vt), keepalived in `k` (vk), one veth: 192.0.2.1 / 192.0.2.2
+/// and 2001:db8::1 / 2001:db8::2, IPv6 ready (link-locals past DAD).
 fn keepalived_pair(tag: &str) -> (Lab, String, String) {
-    two_on_a_veth(tag, ("t", "vt"), ("k", "vk"))
+    let (lab, t, k) = two_on_a_veth(tag, ("t", "vt"), ("k", "vk"));
+    lab.addr(&t, "vt", "2001:db8::1/64");
+    lab.addr(&k, "vk", "2001:db8::2/64");
+    lab.wait_ipv6_ready(&t, "vt");
+    lab.wait_ipv6_ready(&k, "vk");
+    (lab, t, k)
 }
 
-#[test]
-fn keepalived_interop_ipv4_unicast() {
-    // Proves interop with keepalived (VRRPv3, unicast, strict checksum): TR7 with the
-    // higher priority wins and keepalived accepts our default (pseudo-header) adverts
-    // and stays backup; TR7's shutdown hands over to keepalived; TR7 with the lower
-    // priority follows keepalived, whose adverts pass our checks (and we record their
-    // checksum form); keepalived's SIGTERM (priority 0) hands over to TR7 at once.
-    let (_lab, t, k) = keepalived_pair("ka");
-    let vip = IpAddr::V4(VIP4);
-    let mut keepalived = Keepalived::start(&k, "vk", 100, "192.0.2.2", "192.0.2.1");
-    let tr7 = start(
-        &t,
-        "vt",
-        config(200, v4(1), vip, &[v4(2)]),
-        ChecksumMode::PseudoHeader,
+/// Addresses of one interop lab in one family: each side's unicast source and the VIP.
+#[derive(Clone, Copy)]
+struct Sides {
+    tr7: IpAddr,
+    keepalived: IpAddr,
+    vip: IpAddr,
+}
+
+fn sides(family: Family) -> Sides {
+    match family {
+        Family::V4 => Sides {
+            tr7: v4(1),
+            keepalived: v4(2),
+            vip: IpAddr::V4(VIP4),
+        },
+        Family::V6 => Sides {
+            tr7: "2001:db8::1".parse().unwrap(),
+            keepalived: "2001:db8::2".parse().unwrap(),
+            vip: IpAddr::V6(VIP6),
+        },
+    }
+}
+
+fn keepalived_unicast(s: Sides, priority: u8) -> KeepalivedConfig {
+    KeepalivedConfig {
+        iface: "vk".into(),
+        vrid: VRID,
+        priority,
+        interval_cs: INTERVAL_CS,
+        unicast_src: Some(s.keepalived),
+        unicast_peers: vec![s.tr7],
+        vip: s.vip,
+        default_unicast_ttl: false,
+    }
+}
+
+/// Asserts, from every advert captured on TR7's link, that TR7 and keepalived were never
+/// both advertising as master for longer than one advert interval.
+fn assert_never_two_masters(capture: &AdvertCapture, what: &str) {
+    let adverts = capture.adverts();
+    assert!(adverts.len() > 10, "{what}: captured only {adverts:?}");
+    let o = worst_overlap(&adverts, VRID, INTERVAL);
+    eprintln!(
+        "{what}: {} adverts captured; worst overlap of two masters {:?} ({:.2} intervals, {} adverts in it)",
+        adverts.len(),
+        o.length,
+        o.length.as_secs_f64() / INTERVAL.as_secs_f64(),
+        o.adverts
     );
-    wait_for(Duration::from_secs(5), "TR7 master", || {
-        tr7.driver.state() == State::Master
+    assert!(
+        o.length <= INTERVAL,
+        "{what}: two masters for {:?}, more than one advert interval",
+        o.length
+    );
+}
+
+/// Proves, against keepalived as the other node (VRRPv3, unicast, strict checksum), with
+/// TR7 at the higher priority: TR7 preempts a keepalived master; TR7's stop (priority 0)
+/// hands over to keepalived; a returning TR7 preempts again; TR7's death (no word) hands
+/// over to keepalived after its Master_Down_Interval; and from the captured adverts,
+/// never two masters for longer than one interval.
+fn interop_tr7_higher(family: Family, tag: &str) {
+    let (lab, t, k) = keepalived_pair(tag);
+    let s = sides(family);
+    let capture = AdvertCapture::start(&t, "vt");
+    let keepalived = Keepalived::start(&k, "k1", keepalived_unicast(s, 100));
+    wait_for(Duration::from_secs(5), "keepalived master alone", || {
+        keepalived.is_master()
     });
-    wait_for(Duration::from_secs(2), "keepalived backup", || {
-        !keepalived.is_master()
-    });
+    let tr7_config = config(200, s.tr7, s.vip, &[s.keepalived]);
+    let tr7 = start(&t, "vt", tr7_config.clone(), ChecksumMode::PseudoHeader);
+    wait_for(
+        Duration::from_secs(3),
+        "TR7 (200) preempts keepalived",
+        || tr7.driver.state() == State::Master && !keepalived.is_master(),
+    );
     holds_for(5 * INTERVAL, "TR7 alone is master", || {
         tr7.driver.state() == State::Master && !keepalived.is_master()
     });
+    assert_eq!(tr7.driver.status().master, None);
 
     let stop = Instant::now();
     let last = tr7.driver.shutdown();
+    assert_eq!(last.vrrp.priority_zero_sent, 1, "{last:?}");
+    assert_clean_wire(&last);
     wait_for(
         Duration::from_secs(2),
         "keepalived master after TR7's priority 0",
         || keepalived.is_master(),
     );
     eprintln!(
-        "keepalived took over from TR7's shutdown in {:?}",
+        "{family}: keepalived took over from TR7's stop in {:?}",
         stop.elapsed()
     );
-    assert_clean_wire(&last);
 
+    let tr7 = start(&t, "vt", tr7_config, ChecksumMode::PseudoHeader);
+    wait_for(Duration::from_secs(3), "TR7 preempts again", || {
+        tr7.driver.state() == State::Master && !keepalived.is_master()
+    });
+    std::thread::sleep(3 * INTERVAL);
+    let kill = Instant::now();
+    let gone = tr7.driver.abandon();
+    assert_clean_wire(&gone);
+    wait_for(
+        Duration::from_secs(2),
+        "keepalived master after TR7 died",
+        || keepalived.is_master(),
+    );
+    eprintln!(
+        "{family}: keepalived took over from TR7's death in {:?}",
+        kill.elapsed()
+    );
+    assert!(
+        !keepalived.log().contains("Invalid"),
+        "keepalived rejected something:\n{}",
+        keepalived.log()
+    );
+    std::thread::sleep(3 * INTERVAL);
+    assert_never_two_masters(&capture, &format!("{family} TR7 higher"));
+    drop(lab);
+}
+
+/// Proves, with keepalived at the higher priority: keepalived preempts a TR7 master and
+/// TR7 follows it (its adverts pass our checks: hop limit 255, the peer filter, the
+/// checksum); keepalived's SIGTERM (priority 0) makes TR7 master at once (unicast fast
+/// takeover, one peer); a returning keepalived preempts; keepalived's kill -9 makes TR7
+/// master by its Master_Down_Timer; never two masters for longer than one interval.
+fn interop_keepalived_higher(family: Family, tag: &str) {
+    let (_lab, t, k) = keepalived_pair(tag);
+    let s = sides(family);
+    let capture = AdvertCapture::start(&t, "vt");
     let tr7 = start(
         &t,
         "vt",
-        config(50, v4(1), vip, &[v4(2)]),
+        config(100, s.tr7, s.vip, &[s.keepalived]),
         ChecksumMode::PseudoHeader,
     );
-    wait_for(Duration::from_secs(2), "TR7 follows keepalived", || {
-        tr7.driver.status().master == Some((v4(2), 100))
+    wait_for(Duration::from_secs(2), "TR7 master alone", || {
+        tr7.driver.state() == State::Master
     });
-    holds_for(5 * INTERVAL, "keepalived stays master, TR7 backup", || {
-        tr7.driver.state() == State::Backup && keepalived.is_master()
+    let mut keepalived = Keepalived::start(&k, "k1", keepalived_unicast(s, 200));
+    wait_for(
+        Duration::from_secs(5),
+        "keepalived (200) preempts TR7",
+        || keepalived.is_master() && tr7.driver.status().master == Some((s.keepalived, 200)),
+    );
+    holds_for(5 * INTERVAL, "keepalived master, TR7 backup", || {
+        keepalived.is_master() && tr7.driver.state() == State::Backup
     });
-    let s = tr7.driver.status();
-    eprintln!(
-        "keepalived's IPv4 VRRPv3 checksum: pseudo-header {}, message-only {}",
-        s.io.checksum_pseudo_header, s.io.checksum_message_only
-    );
-    assert!(
-        s.io.checksum_pseudo_header > 0 && s.io.checksum_message_only == 0,
-        "{s:?}"
-    );
-    assert_clean_wire(&s);
 
     let term = Instant::now();
     keepalived.terminate();
     wait_for(
         Duration::from_secs(1),
         "TR7 master after keepalived's SIGTERM",
-        || tr7.events.first_since(Event::Own, term).is_some(),
+        || tr7.events.owned_since(term).is_some(),
     );
-    let took = tr7.events.first_since(Event::Own, term).unwrap() - term;
-    let s = tr7.driver.status();
-    eprintln!("TR7 took over from keepalived's SIGTERM in {took:?}");
-    assert_eq!(s.vrrp.priority_zero_received, 1, "{s:?}");
-    assert!(took < master_down(50), "{took:?}");
+    let (at, reason) = tr7.events.owned_since(term).unwrap();
+    eprintln!(
+        "{family}: TR7 took over from keepalived's SIGTERM in {:?} ({reason})",
+        at - term
+    );
+    assert_eq!(reason, Reason::PeerReleased { from: s.keepalived });
+
+    let mut keepalived = Keepalived::start(&k, "k2", keepalived_unicast(s, 200));
+    wait_for(Duration::from_secs(5), "keepalived preempts again", || {
+        keepalived.is_master() && tr7.driver.state() == State::Backup
+    });
+    std::thread::sleep(3 * INTERVAL);
+    let kill = Instant::now();
+    keepalived.kill9();
+    wait_for(
+        Duration::from_secs(2),
+        "TR7 master after keepalived died",
+        || tr7.events.owned_since(kill).is_some(),
+    );
+    let (at, reason) = tr7.events.owned_since(kill).unwrap();
+    let took = at - kill;
+    eprintln!("{family}: TR7 took over from keepalived's kill -9 in {took:?} ({reason})");
+    assert_eq!(reason, Reason::MasterDown);
+    // Master_Down_Interval runs from keepalived's last advert, up to one interval before
+    // the kill.
+    assert!(
+        took >= master_down(100) - INTERVAL - Duration::from_millis(10),
+        "{took:?}"
+    );
+    let st = tr7.driver.status();
+    assert!(st.vrrp.adverts_received > 10, "{st:?}");
+    assert_eq!(st.vrrp.dropped.not_unicast_peer, 0, "{st:?}");
+    if family == Family::V4 {
+        assert!(
+            st.io.checksum_pseudo_header > 0 && st.io.checksum_message_only == 0,
+            "{st:?}"
+        );
+    }
+    assert_clean_wire(&st);
+    std::thread::sleep(3 * INTERVAL);
+    assert_never_two_masters(&capture, &format!("{family} keepalived higher"));
 }
 
 #[test]
-fn keepalived_interop_keepalived_wins_with_higher_priority() {
-    // Proves the other direction of the election: keepalived with the higher priority
-    // stays master against a TR7 that starts first, and when keepalived is killed
-    // without a word (SIGKILL of its process group) TR7 takes over after its
-    // Master_Down_Interval.
-    let (_lab, t, k) = keepalived_pair("kb");
-    let vip = IpAddr::V4(VIP4);
+fn keepalived_interop_ipv4_unicast_tr7_higher() {
+    interop_tr7_higher(Family::V4, "k4t");
+}
+
+#[test]
+fn keepalived_interop_ipv4_unicast_keepalived_higher() {
+    interop_keepalived_higher(Family::V4, "k4k");
+}
+
+#[test]
+fn keepalived_interop_ipv6_unicast_tr7_higher() {
+    interop_tr7_higher(Family::V6, "k6t");
+}
+
+#[test]
+fn keepalived_interop_ipv6_unicast_keepalived_higher() {
+    interop_keepalived_higher(Family::V6, "k6k");
+}
+
+#[test]
+fn keepalived_interop_ipv6_unicast_from_a_non_peer_is_dropped() {
+    // Proves that with unicast peers an IPv6 advert from any other source is dropped and
+    // counted: keepalived speaks from 2001:db8::2 while TR7's only peer is 2001:db8::3
+    // (keepalived's link-local is not it either). TR7 hears nothing, counts every
+    // advert as `not_unicast_peer`, and stays master.
+    let (_lab, t, k) = keepalived_pair("k6n");
+    let s = sides(Family::V6);
+    let stranger: IpAddr = "2001:db8::3".parse().unwrap();
+    let keepalived = Keepalived::start(&k, "k1", keepalived_unicast(s, 200));
     let tr7 = start(
         &t,
         "vt",
-        config(100, v4(1), vip, &[v4(2)]),
+        config(100, s.tr7, s.vip, &[stranger]),
+        ChecksumMode::PseudoHeader,
+    );
+    wait_for(Duration::from_secs(5), "keepalived master", || {
+        keepalived.is_master()
+    });
+    wait_for(
+        Duration::from_secs(2),
+        "TR7 counts keepalived's adverts",
+        || tr7.driver.status().vrrp.dropped.not_unicast_peer >= 5,
+    );
+    let st = tr7.driver.status();
+    assert_eq!(st.state, State::Master, "{st:?}");
+    assert_eq!(st.master, None, "{st:?}");
+    assert_eq!(st.vrrp.adverts_received, 0, "{st:?}");
+    assert_clean_wire(&st);
+}
+
+/// Proves multicast interop (224.0.0.18 or ff02::12; for IPv6 link-local sources on
+/// both sides): keepalived (200) preempts TR7 (100), TR7 follows keepalived's address,
+/// keepalived's SIGTERM makes TR7 master after Skew_Time (multicast: no fast takeover),
+/// and never two masters for longer than one interval.
+fn interop_multicast(family: Family, tag: &str) {
+    let (_lab, t, k) = keepalived_pair(tag);
+    let (ours, theirs, vip) = match family {
+        Family::V4 => (v4(1), v4(2), IpAddr::V4(VIP4)),
+        Family::V6 => (
+            IpAddr::V6(link_local_v6(Some(&t), "vt").unwrap()),
+            IpAddr::V6(link_local_v6(Some(&k), "vk").unwrap()),
+            IpAddr::V6(VIP6),
+        ),
+    };
+    let capture = AdvertCapture::start(&t, "vt");
+    let tr7 = start(
+        &t,
+        "vt",
+        config(100, ours, vip, &[]),
         ChecksumMode::PseudoHeader,
     );
     wait_for(Duration::from_secs(2), "TR7 master alone", || {
         tr7.driver.state() == State::Master
     });
-    let keepalived = Keepalived::start(&k, "vk", 200, "192.0.2.2", "192.0.2.1");
+    let mut keepalived = Keepalived::start(
+        &k,
+        "k1",
+        KeepalivedConfig {
+            iface: "vk".into(),
+            vrid: VRID,
+            priority: 200,
+            interval_cs: INTERVAL_CS,
+            unicast_src: None,
+            unicast_peers: Vec::new(),
+            vip,
+            default_unicast_ttl: false,
+        },
+    );
     wait_for(Duration::from_secs(5), "keepalived preempts TR7", || {
-        keepalived.is_master() && tr7.driver.status().master == Some((v4(2), 200))
+        keepalived.is_master() && tr7.driver.status().master == Some((theirs, 200))
     });
     holds_for(5 * INTERVAL, "keepalived master, TR7 backup", || {
         keepalived.is_master() && tr7.driver.state() == State::Backup
     });
+    let term = Instant::now();
+    keepalived.terminate();
+    wait_for(
+        Duration::from_secs(1),
+        "TR7 master after keepalived's SIGTERM",
+        || tr7.events.owned_since(term).is_some(),
+    );
+    let (at, reason) = tr7.events.owned_since(term).unwrap();
+    eprintln!(
+        "multicast {family}: TR7 took over from keepalived's SIGTERM in {:?} ({reason})",
+        at - term
+    );
+    assert_eq!(reason, Reason::MasterDown, "multicast waits Skew_Time");
+    let st = tr7.driver.status();
+    assert_eq!(st.vrrp.priority_zero_received, 1, "{st:?}");
+    assert_clean_wire(&st);
+    std::thread::sleep(3 * INTERVAL);
+    assert_never_two_masters(&capture, &format!("{family} multicast keepalived higher"));
+}
 
-    let kill = Instant::now();
-    drop(keepalived);
+#[test]
+fn keepalived_interop_ipv4_multicast() {
+    interop_multicast(Family::V4, "k4m");
+}
+
+#[test]
+fn keepalived_interop_ipv6_multicast() {
+    interop_multicast(Family::V6, "k6m");
+}
+
+#[test]
+fn keepalived_ipv6_unicast_needs_unicast_ttl_255() {
+    // Proves why the interop setup gives keepalived `unicast_ttl 255`: without it
+    // keepalived 2.2.7 sends IPv6 unicast adverts with hop limit 64, which RFC 9568
+    // 5.1.2.2 makes receivers drop. TR7 drops and counts every one (`bad_ttl`), hears
+    // no master, and becomes master itself next to keepalived.
+    let (_lab, t, k) = keepalived_pair("k6h");
+    let s = sides(Family::V6);
+    let keepalived = Keepalived::start(
+        &k,
+        "k1",
+        KeepalivedConfig {
+            default_unicast_ttl: true,
+            ..keepalived_unicast(s, 200)
+        },
+    );
+    let tr7 = start(
+        &t,
+        "vt",
+        config(100, s.tr7, s.vip, &[s.keepalived]),
+        ChecksumMode::PseudoHeader,
+    );
+    wait_for(Duration::from_secs(5), "keepalived master", || {
+        keepalived.is_master()
+    });
     wait_for(
         Duration::from_secs(2),
-        "TR7 master after keepalived died",
-        || tr7.events.first_since(Event::Own, kill).is_some(),
+        "TR7 drops keepalived's adverts",
+        || {
+            tr7.driver
+                .status()
+                .io
+                .ip_check_dropped
+                .get("bad_ttl")
+                .copied()
+                .unwrap_or(0)
+                >= 5
+        },
     );
-    let took = tr7.events.first_since(Event::Own, kill).unwrap() - kill;
-    eprintln!("TR7 took over from a killed keepalived in {took:?}");
-    assert!(
-        took >= master_down(100) - INTERVAL - Duration::from_millis(10),
-        "{took:?}"
-    );
-    assert!(took <= master_down(100) + INTERVAL, "{took:?}");
-    assert_clean_wire(&tr7.driver.status());
+    wait_for(Duration::from_secs(2), "TR7 master as well", || {
+        tr7.driver.state() == State::Master
+    });
+    let st = tr7.driver.status();
+    assert_eq!(st.vrrp.adverts_received, 0, "{st:?}");
+    assert_eq!(st.master, None, "{st:?}");
 }
 
 #[test]
@@ -678,12 +810,12 @@ fn keepalived_and_the_rfc_9568_message_only_checksum() {
     // one. TR7 still hears keepalived (we accept both forms) and keeps its own claim
     // because its priority is higher.
     let (_lab, t, k) = keepalived_pair("kc");
-    let vip = IpAddr::V4(VIP4);
-    let keepalived = Keepalived::start(&k, "vk", 100, "192.0.2.2", "192.0.2.1");
+    let s = sides(Family::V4);
+    let keepalived = Keepalived::start(&k, "k1", keepalived_unicast(s, 100));
     let tr7 = start(
         &t,
         "vt",
-        config(200, v4(1), vip, &[v4(2)]),
+        config(200, s.tr7, s.vip, &[s.keepalived]),
         ChecksumMode::MessageOnly,
     );
     wait_for(Duration::from_secs(5), "TR7 master", || {
@@ -695,13 +827,56 @@ fn keepalived_and_the_rfc_9568_message_only_checksum() {
     holds_for(5 * INTERVAL, "two masters", || {
         keepalived.is_master() && tr7.driver.state() == State::Master
     });
-    let s = tr7.driver.status();
-    eprintln!("TR7 (message-only) against keepalived: {s:?}");
+    let st = tr7.driver.status();
+    eprintln!("TR7 (message-only) against keepalived: {st:?}");
     let log = keepalived.log();
     assert!(
         log.contains("Invalid VRRPv3 checksum"),
         "keepalived log:\n{log}"
     );
-    assert!(s.io.checksum_pseudo_header > 0, "{s:?}");
-    assert_clean_wire(&s);
+    assert!(st.io.checksum_pseudo_header > 0, "{st:?}");
+    assert_clean_wire(&st);
+}
+
+#[test]
+fn the_capture_sees_two_masters() {
+    // Proves that `assert_never_two_masters` can fail: B drops every VRRP packet it
+    // receives (nftables input rule in its namespace), so B becomes master next to A,
+    // and the capture on A's link shows two overlapping mastership spans far longer
+    // than one interval.
+    let (lab, a, b) = pair("cap");
+    let nft = lab.exec(
+        &b,
+        &[
+            "nft",
+            "add table inet t; add chain inet t in { type filter hook input priority 0; }; \
+             add rule inet t in meta l4proto 112 drop",
+        ],
+    );
+    assert!(
+        nft.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&nft.stderr)
+    );
+    let capture = AdvertCapture::start(&a, "va");
+    let vip = IpAddr::V4(VIP4);
+    let high = start(
+        &a,
+        "va",
+        config(200, v4(1), vip, &[v4(2)]),
+        ChecksumMode::PseudoHeader,
+    );
+    let low = start(
+        &b,
+        "vb",
+        config(100, v4(2), vip, &[v4(1)]),
+        ChecksumMode::PseudoHeader,
+    );
+    wait_for(Duration::from_secs(3), "two masters", || {
+        high.driver.state() == State::Master && low.driver.state() == State::Master
+    });
+    std::thread::sleep(10 * INTERVAL);
+    let o = worst_overlap(&capture.adverts(), VRID, INTERVAL);
+    eprintln!("two masters, as the capture sees them: {o:?}");
+    assert!(o.length >= 5 * INTERVAL && o.adverts >= 10, "{o:?}");
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use tr7::vrrp::{Advertisement, ChecksumMode, Config, State, Vrrp, check_ip_header};
+use tr7::vrrp::{Advertisement, ChecksumMode, Config, State, Transport, Vrrp, check_ip_header};
 
 fn v4() -> impl Strategy<Value = IpAddr> {
     any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from(n)))
@@ -58,7 +58,9 @@ proptest! {
             let again = adv.encode(src, dst, mode).unwrap();
             prop_assert_eq!(Advertisement::decode(&again, src, dst).unwrap().0, adv);
         }
-        let _ = check_ip_header(bytes.first().copied().unwrap_or(0), 112, src, dst);
+        for transport in [Transport::Multicast, Transport::Unicast] {
+            let _ = check_ip_header(bytes.first().copied().unwrap_or(0), 112, src, dst, transport);
+        }
     }
 
     #[test]

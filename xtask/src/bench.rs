@@ -14,6 +14,9 @@ enum Bench {
     /// `tr7 apply` of 1,000 interfaces with 4,000 addresses vs `ip -batch`, and a no-change
     /// re-plan.
     Reconcile,
+    /// Client outage when the VRRP master is killed (-9) or stopped (SIGTERM): two `tr7
+    /// agent`s vs two keepalived, advert intervals 1 s, 100 ms, 10 ms.
+    Failover,
 }
 
 #[derive(Args)]
@@ -23,9 +26,18 @@ pub struct BenchArgs {
     /// BPF_PROG_TEST_RUN repeat count per measurement.
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
-    /// Interleaved rounds; the median is reported.
-    #[arg(long, default_value_t = 5)]
-    rounds: u32,
+    /// Interleaved rounds; the median is reported (default 5; failover: 3).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// failover: advert intervals in ms, comma-separated (default 1000,100,10).
+    #[arg(long)]
+    intervals: Option<String>,
+    /// failover: faults, comma-separated: kill9, sigterm (default both).
+    #[arg(long)]
+    faults: Option<String>,
+    /// failover: implementations, comma-separated: tr7, keepalived (default both).
+    #[arg(long)]
+    impls: Option<String>,
     /// dataplane: also measure the gate of an older `tr7-dataplane` object (same maps) in the
     /// same rounds, e.g. one built at an earlier commit.
     #[arg(long)]
@@ -38,7 +50,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Bench::Dataplane => "dataplane",
         Bench::Config => "config",
         Bench::Reconcile => "reconcile",
+        Bench::Failover => "failover",
     };
+    if let Bench::Failover = args.bench {
+        // The bench runs the real agent: `tr7` next to `tr7-bench`, same profile.
+        run::status(run::cargo().args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "tr7-agent",
+            "--bin",
+            "tr7",
+        ]))?;
+    }
     let mut cmd = run::cargo();
     cmd.args([
         "run",
@@ -52,9 +77,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         name,
         "--repeat",
         &args.repeat.to_string(),
-        "--rounds",
-        &args.rounds.to_string(),
     ]);
+    if let Some(r) = args.rounds {
+        cmd.args(["--rounds", &r.to_string()]);
+    }
+    if let Some(i) = &args.intervals {
+        cmd.args(["--intervals", i]);
+    }
+    if let Some(f) = &args.faults {
+        cmd.args(["--faults", f]);
+    }
+    if let Some(i) = &args.impls {
+        cmd.args(["--impls", i]);
+    }
     if let Some(against) = &args.against {
         cmd.arg("--against").arg(against);
     }

@@ -5,12 +5,14 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     process::ExitCode,
+    time::Duration,
 };
 
 use aya::{Ebpf, EbpfLoader, programs::Xdp};
 use tr7::dataplane::{VipScope, object::BASELINE};
 use tr7_tests::{
     bpf::{TEST_SCOPE, TEST_SLOT, TestDataplane, run_timed},
+    failover,
     packet::Frame,
 };
 
@@ -24,6 +26,7 @@ struct Opts {
     rounds: usize,
     /// An older `tr7-dataplane` object whose gate is measured beside this build's.
     against: Option<std::path::PathBuf>,
+    failover: failover::Opts,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -31,7 +34,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         repeat: 1_000_000,
         rounds: 5,
         against: None,
+        failover: failover::Opts::default(),
     };
+    let mut rounds = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--against" {
@@ -48,13 +53,65 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         };
         match a.as_str() {
             "--repeat" => opts.repeat = value("--repeat")?,
-            "--rounds" => opts.rounds = value("--rounds")? as usize,
+            "--rounds" => rounds = Some(value("--rounds")? as usize),
+            "--intervals" => {
+                let list = it
+                    .next()
+                    .ok_or("--intervals needs a list, e.g. 1000,100,10")?;
+                opts.failover.intervals = list
+                    .split(',')
+                    .map(|v| match v.trim().parse::<u64>() {
+                        Ok(n) if n >= 10 && n % 10 == 0 && n <= 40_950 => {
+                            Ok(Duration::from_millis(n))
+                        }
+                        _ => Err(format!(
+                            "--intervals: `{v}` is not a VRRPv3 interval in ms (10-40950, a multiple of 10)"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--impls" => {
+                let list = it
+                    .next()
+                    .ok_or("--impls needs a list, e.g. tr7,keepalived")?;
+                opts.failover.impls = list
+                    .split(',')
+                    .map(|v| match v.trim() {
+                        "tr7" => Ok(failover::Impl::Tr7),
+                        "keepalived" => Ok(failover::Impl::Keepalived),
+                        other => Err(format!(
+                            "--impls: unknown implementation `{other}` (known: tr7, keepalived)"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--faults" => {
+                let list = it
+                    .next()
+                    .ok_or("--faults needs a list, e.g. kill9,sigterm")?;
+                opts.failover.faults = list
+                    .split(',')
+                    .map(|v| match v.trim() {
+                        "kill9" => Ok(failover::Fault::Kill9),
+                        "sigterm" => Ok(failover::Fault::Sigterm),
+                        other => Err(format!(
+                            "--faults: unknown fault `{other}` (known: kill9, sigterm)"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             other => {
                 return Err(format!(
-                    "unknown option `{other}` (known: --repeat N, --rounds N, --against OBJECT)"
+                    "unknown option `{other}` (known: --repeat N, --rounds N, --against OBJECT, \
+                     and for failover --intervals MS,MS,.., --faults kill9,sigterm and \
+                     --impls tr7,keepalived)"
                 ));
             }
         }
+    }
+    if let Some(r) = rounds {
+        opts.rounds = r;
+        opts.failover.rounds = r;
     }
     if opts.repeat == 0 || opts.rounds == 0 {
         return Err("--repeat and --rounds must be at least 1".into());
@@ -65,7 +122,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((what, rest)) = args.split_first() else {
-        eprintln!("usage: tr7-bench dataplane|config|reconcile [--repeat N] [--rounds N]");
+        eprintln!(
+            "usage: tr7-bench dataplane|config|reconcile|failover [--repeat N] [--rounds N] \
+             [--intervals MS,..] [--faults kill9,sigterm] [--impls tr7,keepalived]"
+        );
         return ExitCode::FAILURE;
     };
     let opts = match parse_opts(rest) {
@@ -79,9 +139,24 @@ fn main() -> ExitCode {
         "dataplane" => dataplane(&opts),
         "config" => config(&opts),
         "reconcile" => reconcile(&opts),
+        "failover" => {
+            // The real agent binary, built next to this one by `cargo xtask bench failover`.
+            let tr7 = std::env::current_exe()
+                .ok()
+                .and_then(|e| Some(e.parent()?.join("tr7")))
+                .filter(|p| p.exists());
+            let Some(tr7) = tr7 else {
+                eprintln!(
+                    "tr7-bench failover: no `tr7` binary next to tr7-bench; run it through \
+                     `cargo xtask bench failover` (which builds both)"
+                );
+                return ExitCode::FAILURE;
+            };
+            failover::run(&opts.failover, &tr7);
+        }
         other => {
             eprintln!(
-                "tr7-bench: unknown benchmark `{other}` (known: dataplane, config, reconcile)"
+                "tr7-bench: unknown benchmark `{other}` (known: dataplane, config, reconcile, failover)"
             );
             return ExitCode::FAILURE;
         }

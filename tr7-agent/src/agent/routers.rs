@@ -58,7 +58,7 @@ pub struct RouterSpec {
     /// file gives none, an error when the router starts). IPv6: `None`, the link-local
     /// address is read when the router starts.
     pub source: Option<IpAddr>,
-    /// The unicast peers of this family (none for IPv6, see docs/agent.md).
+    /// The unicast peers of this family (IPv6: only with a source, docs/vrrp.md).
     pub peers: Vec<IpAddr>,
     /// The file asks for the RFC 9568 7.3 virtual MAC; not implemented yet, so the
     /// router warns at start and uses the interface MAC (docs/agent.md).
@@ -120,12 +120,18 @@ pub fn specs(view: &NodeView, target: &Target) -> BTreeMap<RouterKey, RouterSpec
                         }),
                         slot.peers.iter().copied().filter(IpAddr::is_ipv4).collect(),
                     ),
-                    // RFC 9568 5.1.2.1: IPv6 adverts come from the link-local address, and
-                    // the receive checks drop any other source. The file's unicast peers
-                    // are global addresses, so a peer's adverts could never match them:
-                    // IPv6 routers run over ff02::12 until the file can name the peers'
-                    // link-local addresses.
-                    Family::V6 => (None, Vec::new()),
+                    // With IPv6 peers: unicast from this node's source in the file
+                    // (global or link-local), because the peers know us by it (keepalived
+                    // binds its receive socket to its unicast_src_ip and checks our source
+                    // against its unicast_peer list). Without: ff02::12 from the
+                    // link-local address (RFC 9568 5.1.2.1), looked up at start.
+                    // docs/vrrp.md, "IPv6 unicast".
+                    Family::V6 => {
+                        let peers: Vec<IpAddr> =
+                            slot.peers.iter().copied().filter(IpAddr::is_ipv6).collect();
+                        let source = slot.source.ipv6.filter(|_| !peers.is_empty());
+                        (source, peers)
+                    }
                 };
                 out.insert(
                     RouterKey {
@@ -436,7 +442,13 @@ fn start_driver(
             slot: key.slot.as_str(),
             family: key.family,
         })?,
-        Family::V6 => IpAddr::V6(link_local(netns, iface)?),
+        Family::V6 => {
+            let source = match spec.source {
+                Some(IpAddr::V6(source)) => source,
+                _ => link_local(netns, iface)?,
+            };
+            IpAddr::V6(wait_usable(netns, iface, source)?)
+        }
     };
     if spec.virtual_mac {
         warn!(%iface, slot = key.slot.as_str(), family = %key.family, vrid = spec.vrid,
@@ -482,6 +494,33 @@ fn start_driver(
     } else {
         Driver::start(config, ownership)?
     })
+}
+
+/// `source` once the kernel accepts it as a source: an address the topology just added
+/// is tentative until duplicate address detection ends (a second or two).
+fn wait_usable(
+    netns: Option<&str>,
+    iface: &str,
+    source: std::net::Ipv6Addr,
+) -> Result<std::net::Ipv6Addr, AgentError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match crate::vrrp::ipv6_source_usable(netns, iface, source) {
+            Ok(true) => return Ok(source),
+            Ok(false) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(false) => {
+                return Err(AgentError::Driver(DriverError::Socket(
+                    crate::vrrp::SocketError::SourceNotUsable {
+                        iface: iface.to_owned(),
+                        addr: source,
+                    },
+                )));
+            }
+            Err(e) => return Err(AgentError::Driver(DriverError::Socket(e))),
+        }
+    }
 }
 
 /// The interface's link-local address. A link that the topology just set up gets one

@@ -25,7 +25,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use super::checksum::ChecksumMode;
-use super::packet::{Advertisement, Family, check_ip_header};
+use super::packet::{Advertisement, Family, Transport, check_ip_header};
 use super::socket::{RECV_BUFFER, SocketError, VrrpSocket};
 use super::state::{Action, AnnounceReason, Config, ConfigError, Counters, Reason, State, Vrrp};
 
@@ -51,8 +51,9 @@ pub struct DriverConfig {
     pub netns: Option<String>,
     pub interface: String,
     /// The machine's configuration. `primary_address` is the source of our adverts:
-    /// `unicast_src_ip` or the interface's address for IPv4, the interface's
-    /// link-local address for IPv6 ([`link_local_v6`](super::socket::link_local_v6)).
+    /// `unicast_src_ip` or the interface's address for IPv4; for IPv6 the interface's
+    /// link-local address over multicast ([`link_local_v6`](super::socket::link_local_v6)),
+    /// the node's unicast source with unicast peers (docs/vrrp.md, "IPv6 unicast").
     pub vrrp: Config,
     /// The IPv4 checksum we send (IPv6 has only one).
     pub checksum: ChecksumMode,
@@ -192,10 +193,13 @@ impl Driver {
             io: IoCounters::default(),
             stopped: false,
         }));
-        let destinations = if vrrp.config().unicast_peers.is_empty() {
-            vec![vrrp.config().family().multicast_group()]
+        let (destinations, transport) = if vrrp.config().unicast_peers.is_empty() {
+            (
+                vec![vrrp.config().family().multicast_group()],
+                Transport::Multicast,
+            )
         } else {
-            vrrp.config().unicast_peers.clone()
+            (vrrp.config().unicast_peers.clone(), Transport::Unicast)
         };
         let shell = Shell {
             vrrp,
@@ -203,6 +207,7 @@ impl Driver {
             ownership,
             checksum: config.checksum,
             destinations,
+            transport,
             commands: commands_rx,
             wake: wake_rx,
             status: status.clone(),
@@ -344,6 +349,7 @@ struct Shell<O> {
     ownership: O,
     checksum: ChecksumMode,
     destinations: Vec<IpAddr>,
+    transport: Transport,
     commands: mpsc::Receiver<Command>,
     wake: UnixStream,
     status: Arc<Mutex<Status>>,
@@ -470,7 +476,9 @@ impl<O: Ownership> Shell<O> {
             };
             self.io.packets_received += 1;
             let (src, dst) = (received.src, received.dst);
-            if let Err(error) = check_ip_header(received.ttl, received.protocol, src, dst) {
+            if let Err(error) =
+                check_ip_header(received.ttl, received.protocol, src, dst, self.transport)
+            {
                 *self.io.ip_check_dropped.entry(error.reason()).or_default() += 1;
                 debug!(%iface, %src, %dst, %error, "VRRP packet dropped");
                 continue;

@@ -13,10 +13,10 @@ pub mod timers;
 pub use checksum::ChecksumMode;
 pub use io::{Driver, DriverConfig, DriverError, FaultHandle, IoCounters, Ownership, Status};
 pub use packet::{
-    AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, check_ip_header,
-    virtual_mac,
+    AdvertError, Advertisement, DecodeError, EncodeError, Family, IpCheckError, Transport,
+    check_ip_header, virtual_mac,
 };
-pub use socket::{SocketError, VrrpSocket, link_local_v6};
+pub use socket::{SocketError, VrrpSocket, ipv6_source_usable, link_local_v6};
 pub use state::{
     Action, AnnounceReason, Config, ConfigError, Counters, DropCounters, DropReason, Reason, State,
     Vrrp,

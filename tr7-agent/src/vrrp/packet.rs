@@ -408,15 +408,29 @@ impl IpCheckError {
     }
 }
 
+/// How a virtual router exchanges adverts: over the VRRP group, or with configured
+/// unicast peers. It decides which IPv6 sources [`check_ip_header`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// 224.0.0.18 / ff02::12; IPv6 adverts must come from a link-local address.
+    Multicast,
+    /// To and from configured peers. An IPv6 peer may speak from a global address (what
+    /// keepalived does with a global `unicast_src_ip`); the state machine's peer list,
+    /// not the address scope, decides who is heard (docs/vrrp.md, IPv6 unicast).
+    Unicast,
+}
+
 /// The IP-level receive checks of RFC 9568 7.1 on values the shell takes from the IP
 /// header (or IP_TTL / IPV6_HOPLIMIT ancillary data): protocol 112, TTL or hop limit
-/// 255, one family, a unicast source (link-local for IPv6, RFC 9568 5.1.2.1), and a
-/// destination that is either the VRRP group or a unicast address (unicast mode).
+/// 255, one family, a unicast source (link-local for IPv6 over multicast, RFC 9568
+/// 5.1.2.1; any unicast source in unicast mode, where only configured peers are heard),
+/// and a destination that is either the VRRP group or a unicast address.
 pub fn check_ip_header(
     ttl_or_hop_limit: u8,
     protocol: u8,
     src: IpAddr,
     dst: IpAddr,
+    transport: Transport,
 ) -> Result<(), IpCheckError> {
     if protocol != PROTOCOL {
         return Err(IpCheckError::WrongProtocol(protocol));
@@ -434,7 +448,10 @@ pub fn check_ip_header(
             }
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            if !s.is_unicast_link_local() {
+            if s.is_unspecified() || s.is_multicast() {
+                return Err(IpCheckError::BadSource(src));
+            }
+            if transport == Transport::Multicast && !s.is_unicast_link_local() {
                 return Err(IpCheckError::Ipv6SourceNotLinkLocal(s));
             }
             if d.is_multicast() && d != MULTICAST_V6 {
@@ -708,43 +725,84 @@ mod tests {
         // link-local, one family, the VRRP group or a unicast destination.
         let (s4, g4, u4) = (ip("192.0.2.1"), ip("224.0.0.18"), ip("192.0.2.2"));
         let (s6, g6) = (ip("fe80::a"), ip("ff02::12"));
-        assert_eq!(check_ip_header(255, 112, s4, g4), Ok(()));
-        assert_eq!(check_ip_header(255, 112, s4, u4), Ok(()));
-        assert_eq!(check_ip_header(255, 112, s6, g6), Ok(()));
-        assert_eq!(check_ip_header(255, 112, s6, ip("fe80::b")), Ok(()));
         assert_eq!(
-            check_ip_header(254, 112, s4, g4),
+            check_ip_header(255, 112, s4, g4, Transport::Multicast),
+            Ok(())
+        );
+        assert_eq!(
+            check_ip_header(255, 112, s4, u4, Transport::Multicast),
+            Ok(())
+        );
+        assert_eq!(
+            check_ip_header(255, 112, s6, g6, Transport::Multicast),
+            Ok(())
+        );
+        assert_eq!(
+            check_ip_header(255, 112, s6, ip("fe80::b"), Transport::Multicast),
+            Ok(())
+        );
+        assert_eq!(
+            check_ip_header(254, 112, s4, g4, Transport::Multicast),
             Err(IpCheckError::BadTtl(254))
         );
         assert_eq!(
-            check_ip_header(64, 112, s6, g6),
+            check_ip_header(64, 112, s6, g6, Transport::Multicast),
             Err(IpCheckError::BadTtl(64))
         );
         assert_eq!(
-            check_ip_header(255, 17, s4, g4),
+            check_ip_header(255, 17, s4, g4, Transport::Multicast),
             Err(IpCheckError::WrongProtocol(17))
         );
         assert_eq!(
-            check_ip_header(255, 112, ip("2001:db8::1"), g6),
+            check_ip_header(255, 112, ip("2001:db8::1"), g6, Transport::Multicast),
             Err(IpCheckError::Ipv6SourceNotLinkLocal(
                 "2001:db8::1".parse().unwrap()
             ))
         );
         assert_eq!(
-            check_ip_header(255, 112, s4, ip("224.0.0.5")),
+            check_ip_header(255, 112, s4, ip("224.0.0.5"), Transport::Multicast),
             Err(IpCheckError::WrongGroup(ip("224.0.0.5")))
         );
         assert_eq!(
-            check_ip_header(255, 112, s6, ip("ff02::1")),
+            check_ip_header(255, 112, s6, ip("ff02::1"), Transport::Multicast),
             Err(IpCheckError::WrongGroup(ip("ff02::1")))
         );
         assert_eq!(
-            check_ip_header(255, 112, ip("224.0.0.1"), g4),
+            check_ip_header(255, 112, ip("224.0.0.1"), g4, Transport::Multicast),
             Err(IpCheckError::BadSource(ip("224.0.0.1")))
         );
         assert_eq!(
-            check_ip_header(255, 112, s4, g6).unwrap_err().reason(),
+            check_ip_header(255, 112, s4, g6, Transport::Multicast)
+                .unwrap_err()
+                .reason(),
             "family_mismatch"
+        );
+    }
+
+    #[test]
+    fn ip_header_rules_in_unicast_mode() {
+        // Proves that unicast mode lifts only the IPv6 link-local source rule (a global
+        // unicast_src_ip, as keepalived sends, passes; the peer list filters later) and
+        // keeps every other check: hop limit 255, a unicast source.
+        let (g1, g2) = (ip("2001:db8::1"), ip("2001:db8::2"));
+        let u = Transport::Unicast;
+        assert_eq!(check_ip_header(255, 112, g1, g2, u), Ok(()));
+        assert_eq!(check_ip_header(255, 112, ip("fe80::a"), g2, u), Ok(()));
+        assert_eq!(
+            check_ip_header(64, 112, g1, g2, u),
+            Err(IpCheckError::BadTtl(64))
+        );
+        assert_eq!(
+            check_ip_header(255, 112, ip("ff02::1"), g2, u),
+            Err(IpCheckError::BadSource(ip("ff02::1")))
+        );
+        assert_eq!(
+            check_ip_header(255, 112, ip("::"), g2, u),
+            Err(IpCheckError::BadSource(ip("::")))
+        );
+        assert_eq!(
+            check_ip_header(255, 112, ip("192.0.2.1"), ip("192.0.2.2"), u),
+            Ok(())
         );
     }
 

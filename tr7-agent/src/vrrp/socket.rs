@@ -46,6 +46,11 @@ pub enum SocketError {
     },
     #[error("interface `{iface}` has no IPv6 link-local address to send VRRP from")]
     NoLinkLocal { iface: String },
+    #[error(
+        "interface `{iface}`: source {addr} is not usable yet (tentative while duplicate \
+         address detection runs, or it failed, or the address is not on this node)"
+    )]
+    SourceNotUsable { iface: String, addr: Ipv6Addr },
     #[error("interface `{iface}`: cannot send from {src} to {dst}: {source}")]
     Send {
         iface: String,
@@ -78,6 +83,7 @@ impl SocketError {
             SocketError::NoInterface { .. } => "no_interface",
             SocketError::Setup { .. } => "setup",
             SocketError::NoLinkLocal { .. } => "no_link_local",
+            SocketError::SourceNotUsable { .. } => "source_not_usable",
             SocketError::Send { .. } => "send",
             SocketError::FamilyMismatch { .. } => "family_mismatch",
             SocketError::Recv { .. } => "recv",
@@ -441,4 +447,28 @@ pub fn link_local_v6(netns: Option<&str>, iface: &str) -> Result<Ipv6Addr, Socke
     found.ok_or_else(|| SocketError::NoLinkLocal {
         iface: iface.to_owned(),
     })
+}
+
+/// Whether IPv6 address `addr` can be a source on `iface` in namespace `netns` now. A
+/// freshly added address is tentative for a second or two (duplicate address detection,
+/// unless added with `nodad`); the kernel refuses it as a packet's source (`sendmsg` with
+/// IPV6_PKTINFO fails with EINVAL), and a router that cannot send would be a second
+/// master. The probe is a UDP bind, which the kernel refuses the same way.
+pub fn ipv6_source_usable(
+    netns: Option<&str>,
+    iface: &str,
+    addr: Ipv6Addr,
+) -> Result<bool, SocketError> {
+    netns::within(netns, || {
+        let scope = if addr.is_unicast_link_local() {
+            interface_index(iface)?
+        } else {
+            0
+        };
+        Ok(std::net::UdpSocket::bind(SocketAddrV6::new(addr, 0, 0, scope)).is_ok())
+    })
+    .map_err(|source| SocketError::Netns {
+        iface: iface.to_owned(),
+        source,
+    })?
 }
