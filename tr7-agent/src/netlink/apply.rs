@@ -13,7 +13,7 @@ use std::path::Path;
 
 use futures_util::TryStreamExt as _;
 use rtnetlink::packet_route::{
-    address::{AddressAttribute, AddressFlags, AddressHeaderFlags},
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, CacheInfo},
     link::{
         BondLacpRate, BondMode, BondXmitHashPolicy, BridgeStpState, InfoData, InfoVeth,
         LinkMessage, VlanProtocol as KernelVlanProtocol,
@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::desired::{BondSpec, DesiredKind};
 use super::observe::parse_link;
-use super::plan::{Action, Plan, Step};
+use super::plan::{Action, LACP_MIIMON_MS, Plan, Step, millis};
 use super::{Target, conn};
 use crate::config::{HashPolicy, IfaceRef, LacpRate, VlanProtocol};
 use crate::netns::{self, NETNS_RUN_DIR};
@@ -280,6 +280,42 @@ impl Executor<'_> {
                 };
                 self.set(link, msg).await
             }
+            Step::SetBond { link, change } => {
+                let i = self.index(link).await?;
+                let mut b = LinkBond::new(&link.name).index(i);
+                if let Some(m) = change.miimon_ms {
+                    b = b.miimon(m);
+                }
+                if let Some(p) = &change.primary {
+                    // ifindex 0 clears the primary.
+                    let pi = match p {
+                        Some(name) => {
+                            self.index(&IfaceRef {
+                                namespace: link.namespace.clone(),
+                                name: name.clone(),
+                            })
+                            .await?
+                        }
+                        None => 0,
+                    };
+                    b = b.primary(pi);
+                }
+                if let Some(r) = change.lacp_rate {
+                    b = b.ad_lacp_rate(kernel_lacp_rate(r));
+                }
+                if let Some(h) = change.transmit_hash_policy {
+                    b = b.xmit_hash_policy(hash_policy(h));
+                }
+                if let Some(m) = change.min_links {
+                    b = b.min_links(m);
+                }
+                let h = self.handle(link.namespace.as_deref())?;
+                h.link()
+                    .change(b.build())
+                    .execute()
+                    .await
+                    .map_err(|e| kernel_text(&e))
+            }
             Step::SetDown { link } => {
                 let i = self.index(link).await?;
                 self.set(link, LinkUnspec::new_with_index(i).down().build())
@@ -303,6 +339,18 @@ impl Executor<'_> {
                     m.header.flags |= AddressHeaderFlags::Nodad;
                     m.attributes
                         .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                    if address.addr.is_ipv6() {
+                        // A VIP is a /128, and Linux caps source address selection's
+                        // longest-match rule at each candidate's prefix length, so a /128
+                        // outscores the interface's /64 and the node would send from the
+                        // VIP (replies then go to whichever node owns it). Deprecated
+                        // (preferred lifetime 0, valid forever), it still receives and
+                        // answers, but is never picked as a source (RFC 6724 rule 3).
+                        let mut lifetimes = CacheInfo::default();
+                        lifetimes.ifa_preferred = 0;
+                        lifetimes.ifa_valid = u32::MAX;
+                        m.attributes.push(AddressAttribute::CacheInfo(lifetimes));
+                    }
                 }
                 match req.execute().await {
                     Ok(()) => Ok(()),
@@ -396,10 +444,10 @@ impl Executor<'_> {
                     .build()
             }
             DesiredKind::Bond(BondSpec::ActiveBackup { miimon, .. }) => {
-                // The primary is a member: set once members exist (not yet implemented).
+                // The primary is a member: the plan sets it once the members are ports.
                 LinkBond::new(&link.name)
                     .mode(BondMode::ActiveBackup)
-                    .miimon(u32::try_from(miimon.as_millis()).unwrap_or(u32::MAX))
+                    .miimon(millis(*miimon))
                     .build()
             }
             DesiredKind::Bond(BondSpec::Lacp {
@@ -408,13 +456,10 @@ impl Executor<'_> {
                 min_links,
             }) => LinkBond::new(&link.name)
                 .mode(BondMode::Ieee8023Ad)
-                .ad_lacp_rate(match lacp_rate {
-                    LacpRate::Slow => BondLacpRate::Slow,
-                    LacpRate::Fast => BondLacpRate::Fast,
-                })
+                .ad_lacp_rate(kernel_lacp_rate(*lacp_rate))
                 .xmit_hash_policy(hash_policy(*transmit_hash_policy))
                 .min_links(u32::from(*min_links))
-                .miimon(100)
+                .miimon(LACP_MIIMON_MS)
                 .build(),
             DesiredKind::Ethernet | DesiredKind::VethPeer { .. } => {
                 return Err(format!(
@@ -465,6 +510,13 @@ fn stp_state(on: bool) -> BridgeStpState {
         BridgeStpState::KernelStp
     } else {
         BridgeStpState::Disabled
+    }
+}
+
+fn kernel_lacp_rate(r: LacpRate) -> BondLacpRate {
+    match r {
+        LacpRate::Slow => BondLacpRate::Slow,
+        LacpRate::Fast => BondLacpRate::Fast,
     }
 }
 
