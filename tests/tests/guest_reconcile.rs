@@ -83,7 +83,10 @@ fn apply(file: &Path, node: &str, ns: &str) -> String {
 fn apply_twice(file: &Path, node: &str, ns: &str) {
     apply(file, node, ns);
     let again = plan(file, node, ns);
-    assert!(again.is_empty(), "re-plan of node {node} is not empty:\n{again}");
+    assert!(
+        again.is_empty(),
+        "re-plan of node {node} is not empty:\n{again}"
+    );
     assert!(again.conflicts.is_empty(), "{again}");
     let out = apply(file, node, ns);
     assert!(out.contains("nothing to do"), "{out}");
@@ -271,11 +274,19 @@ interfaces:
         "{p}"
     );
     assert!(
-        !p.actions.iter().any(|a| a.step.to_string().contains("eth0.100")),
+        !p.actions
+            .iter()
+            .any(|a| a.step.to_string().contains("eth0.100")),
         "TR7 must not touch the VLAN in conflict:\n{p}"
     );
     apply(&file.0, "a", &h);
-    assert_eq!(observe(&h).link("eth0.100").and_then(|l| l.vlan).map(|v| v.id), Some(101));
+    assert_eq!(
+        observe(&h)
+            .link("eth0.100")
+            .and_then(|l| l.vlan)
+            .map(|v| v.id),
+        Some(101)
+    );
 }
 
 /// The bond file of the active-backup test: `primary` and the MII interval vary.
@@ -350,7 +361,11 @@ fn apply_bond_active_backup_changes_options_and_fails_over() {
     let eth0 = o.link("eth0").expect("eth0").ifindex;
     assert_eq!(info.primary, Some(eth0), "{info:?}");
     for m in ["eth0", "eth1"] {
-        assert_eq!(o.link(m).and_then(|l| l.controller), Some(bond.ifindex), "{m}");
+        assert_eq!(
+            o.link(m).and_then(|l| l.controller),
+            Some(bond.ifindex),
+            "{m}"
+        );
     }
     wait_active(&h, "eth0");
     ping(&lab, &sw, "192.0.2.10");
@@ -364,7 +379,10 @@ fn apply_bond_active_backup_changes_options_and_fails_over() {
         "{p}"
     );
     apply_twice(&v2.0, "a", &h);
-    let info = observe(&h).link("bond0").and_then(|b| b.bond.clone()).expect("bond");
+    let info = observe(&h)
+        .link("bond0")
+        .and_then(|b| b.bond.clone())
+        .expect("bond");
     assert_eq!(info.miimon_ms, Some(100));
     wait_active(&h, "eth1");
     ping(&lab, &sw, "192.0.2.10");
@@ -496,7 +514,10 @@ fn apply_lacp_between_two_nodes_negotiates_carries_a_vlan_and_is_diagnosed() {
         "{p}"
     );
     apply_twice(&v2.0, "a", &na);
-    let info = observe(&na).link("bond0").and_then(|b| b.bond.clone()).expect("bond");
+    let info = observe(&na)
+        .link("bond0")
+        .and_then(|b| b.bond.clone())
+        .expect("bond");
     assert_eq!(info.min_links, Some(2));
     assert_eq!(
         info.transmit_hash_policy,
@@ -509,8 +530,7 @@ fn apply_lacp_between_two_nodes_negotiates_carries_a_vlan_and_is_diagnosed() {
     // `tr7 apply` on the far end enslaves eth1 again (down, port, up); LACP recovers.
     let out = apply(&v1.0, "b", &nb);
     assert!(out.contains("make eth1 a port of bond0"), "{out}");
-    let (code, findings, out) =
-        diag_until(&v2.0, "a", &na, Duration::from_secs(20), |c, _| c == 0);
+    let (code, findings, out) = diag_until(&v2.0, "a", &na, Duration::from_secs(20), |c, _| c == 0);
     assert_eq!((code, findings.len()), (0, 0), "{out}");
 
     // lacp_rate: only while the bond is down.
@@ -617,7 +637,10 @@ fn two_node_example(name: &str, tag: &str) -> (Lab, [(String, String); 2]) {
     let cluster = tr7::config::load(&file).expect("valid example");
     let mut lab = Lab::new(tag);
     let (na, nb) = two_nodes(&mut lab, &file);
-    let nodes = [(cluster.nodes[0].clone(), na), (cluster.nodes[1].clone(), nb)];
+    let nodes = [
+        (cluster.nodes[0].clone(), na),
+        (cluster.nodes[1].clone(), nb),
+    ];
     for (node, ns) in &nodes {
         vip_sysctls(&lab, ns);
         let start = Instant::now();
@@ -628,10 +651,9 @@ fn two_node_example(name: &str, tag: &str) -> (Lab, [(String, String); 2]) {
         );
     }
     for (node, ns) in &nodes {
-        let (code, findings, out) =
-            diag_until(&file, node, ns, Duration::from_secs(20), |c, f| {
-                c == 0 && f.is_empty()
-            });
+        let (code, findings, out) = diag_until(&file, node, ns, Duration::from_secs(20), |c, f| {
+            c == 0 && f.is_empty()
+        });
         assert_eq!((code, findings.len()), (0, 0), "{name}, node {node}: {out}");
     }
     (lab, nodes)

@@ -304,7 +304,10 @@ fn watch_follows_events_during_and_after_the_dump() {
     // Drain until quiet (bounded).
     let start = Instant::now();
     while rt.block_on(watch.wait(Duration::from_millis(300))) > 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "events never stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "events never stop"
+        );
     }
     let fresh = observe_blocking(&target, &[None]).expect("dump");
     assert_eq!(summary(&watch.observed()), summary(&fresh));
@@ -318,7 +321,10 @@ fn watch_follows_events_during_and_after_the_dump() {
     let wait_for = |watch: &mut Watch, what: &str, ok: &dyn Fn(&Observed) -> bool| {
         let start = Instant::now();
         while !ok(&watch.observed()) {
-            assert!(start.elapsed() < Duration::from_secs(5), "{what}: no event in 5 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{what}: no event in 5 s"
+            );
             rt.block_on(watch.wait(Duration::from_millis(200)));
         }
     };

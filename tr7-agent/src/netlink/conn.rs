@@ -40,7 +40,9 @@ pub fn connect_multicast(
         futures_util::stream::BoxStream<
             'static,
             (
-                rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+                rtnetlink::packet_core::NetlinkMessage<
+                    rtnetlink::packet_route::RouteNetlinkMessage,
+                >,
                 rtnetlink::sys::SocketAddr,
             ),
         >,

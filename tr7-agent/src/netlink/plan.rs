@@ -311,8 +311,7 @@ impl BondNow {
                 lacp_rate: Some(*lacp_rate).filter(|r| self.lacp_rate != Some(*r)),
                 transmit_hash_policy: Some(*transmit_hash_policy)
                     .filter(|h| self.transmit_hash_policy != Some(*h)),
-                min_links: Some(u32::from(*min_links))
-                    .filter(|m| self.min_links != Some(*m)),
+                min_links: Some(u32::from(*min_links)).filter(|m| self.min_links != Some(*m)),
                 ..BondChange::default()
             },
         }
@@ -1016,11 +1015,7 @@ fn blocked(link: &DesiredLink, by: &IfaceRef) -> Conflict {
 
 /// Attributes that cannot change in place: a VLAN's id, protocol and parent, a bond's mode.
 /// Bond options change in place ([`Step::SetBond`]).
-fn attribute_conflict(
-    link: &DesiredLink,
-    o: &ObservedLink,
-    ns: &NsIndex<'_>,
-) -> Option<Conflict> {
+fn attribute_conflict(link: &DesiredLink, o: &ObservedLink, ns: &NsIndex<'_>) -> Option<Conflict> {
     let differs = |what: String| Conflict {
         kind: ConflictKind::AttributeDiffers,
         link: link.id.clone(),

@@ -119,7 +119,11 @@ impl Watch {
                 .namespaces
                 .iter_mut()
                 .enumerate()
-                .filter_map(|(i, n)| n.events.as_mut().map(|e| Box::pin(async move { (i, e.next().await) })))
+                .filter_map(|(i, n)| {
+                    n.events
+                        .as_mut()
+                        .map(|e| Box::pin(async move { (i, e.next().await) }))
+                })
                 .collect();
             if nexts.is_empty() {
                 return 0;
@@ -273,7 +277,10 @@ mod tests {
     fn events_after_the_dump_are_applied_in_order() {
         let mut ns = ObservedNamespace {
             exists: true,
-            links: vec![parse_link(&link_msg(1, "lo", 65536)), parse_link(&link_msg(3, "a", 1500))],
+            links: vec![
+                parse_link(&link_msg(1, "lo", 65536)),
+                parse_link(&link_msg(3, "a", 1500)),
+            ],
             addresses: vec![parse_address(&addr_msg(3, "192.0.2.1/24")).expect("addr")],
             ..Default::default()
         };
