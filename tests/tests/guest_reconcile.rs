@@ -165,12 +165,15 @@ fn ping(lab: &Lab, ns: &str, dst: &str) {
     assert!(ok, "ping {dst} from {ns} failed");
 }
 
+/// A bond port's name, and whether it is collecting and distributing.
+type PortState = (String, bool, bool);
+
 /// Waits (at most 20 s) until every port of `bond` in each namespace is collecting and
 /// distributing, as the kernel reports it (IFLA_BOND_SLAVE_AD_ACTOR_OPER_PORT_STATE).
 fn wait_lacp(namespaces: &[&str], bond: &str, ports: usize) {
     let start = Instant::now();
     loop {
-        let states: Vec<(String, Vec<(String, bool, bool)>)> = namespaces
+        let states: Vec<(String, Vec<PortState>)> = namespaces
             .iter()
             .map(|ns| {
                 let o = observe(ns);

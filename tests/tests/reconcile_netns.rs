@@ -236,9 +236,11 @@ fn partial_failure_stops_and_reports() {
     );
 }
 
-/// (name, MTU, up) of every link and (link name, address) of every address of the first
-/// namespace: what a watch and a fresh dump must agree on.
-fn summary(o: &Observed) -> (BTreeSet<(String, u32, bool)>, BTreeSet<(String, String)>) {
+/// (name, MTU, up) of every link and (link name, address) of every address.
+type Summary = (BTreeSet<(String, u32, bool)>, BTreeSet<(String, String)>);
+
+/// The [`Summary`] of the first namespace: what a watch and a fresh dump must agree on.
+fn summary(o: &Observed) -> Summary {
     let ns = &o.namespaces[0];
     let links = ns
         .links

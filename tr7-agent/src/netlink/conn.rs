@@ -29,26 +29,21 @@ pub fn connect(ns: Option<&str>) -> Result<Handle, ConnError> {
     Ok(handle)
 }
 
+/// The rtnetlink events of a subscribed socket, in arrival order.
+pub type Events = futures_util::stream::BoxStream<
+    'static,
+    (
+        rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    ),
+>;
+
 /// Opens a route netlink connection inside namespace `ns` that is subscribed to `groups`
 /// from its creation on; returns its handle (for dumps) and the stream of events.
 pub fn connect_multicast(
     ns: Option<&str>,
     groups: &[rtnetlink::MulticastGroup],
-) -> Result<
-    (
-        Handle,
-        futures_util::stream::BoxStream<
-            'static,
-            (
-                rtnetlink::packet_core::NetlinkMessage<
-                    rtnetlink::packet_route::RouteNetlinkMessage,
-                >,
-                rtnetlink::sys::SocketAddr,
-            ),
-        >,
-    ),
-    ConnError,
-> {
+) -> Result<(Handle, Events), ConnError> {
     let made = netns::within(ns, || rtnetlink::new_multicast_connection(groups))?;
     let (connection, handle, events) = made.map_err(|source| ConnError::Socket {
         ns: super::ns_label(ns).to_owned(),

@@ -12,20 +12,17 @@
 
 use std::time::Duration;
 
-use futures_util::stream::BoxStream;
 use futures_util::{FutureExt as _, StreamExt as _};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::sys::SocketAddr;
 use rtnetlink::{Handle, MulticastGroup};
 
+use super::Target;
+use super::conn::{self, Events};
 use super::observe::{
     self, ObserveError, Observed, ObservedNamespace, parse_address, parse_link, parse_neighbour,
 };
-use super::{Target, conn};
 use crate::netns;
-
-type Events = BoxStream<'static, (NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
 
 /// The observation of the file's namespaces, updated from events.
 pub struct Watch {
