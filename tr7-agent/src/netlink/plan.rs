@@ -1583,6 +1583,10 @@ mod tests {
             Options::default(),
         );
         assert_eq!(steps(&p), ["set bond options of bond0: min_links 2"]);
+        let v = serde_json::to_value(&p.actions[0]).expect("json");
+        assert_eq!(v["op"], "set-bond");
+        assert_eq!(v["min_links"], 2);
+        assert!(v.get("lacp_rate").is_none(), "{v}");
         assert!(matches!(
             &p.actions[0].step,
             Step::SetBond { change, .. } if change.min_links == Some(2) && change.lacp_rate.is_none()
