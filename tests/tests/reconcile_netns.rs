@@ -236,6 +236,43 @@ fn partial_failure_stops_and_reports() {
     );
 }
 
+// Proves the address phase, sent many at a time, still stops on the first refusal with the
+// kernel's answer, and that the error's `applied` lists the later additions the kernel
+// accepted: IPv6 is disabled on br0, so its IPv6 additions fail while the IPv4 VIP between
+// them is added.
+#[test]
+fn address_failure_names_the_first_and_lists_what_was_added() {
+    let s = setup("af");
+    assert_eq!(s.apply(false).0, 0);
+    ip(&["-n", &s.host, "addr", "del", "192.0.2.10/32", "dev", "br0"]);
+    s.lab
+        .proc_sys(&s.host, "net/ipv6/conf/br0/disable_ipv6", "1");
+    let (_, plan) = make_plan(&s.plan_args(false)).expect("plan");
+    let steps: Vec<String> = plan.actions.iter().map(|a| a.step.to_string()).collect();
+    assert_eq!(
+        steps,
+        [
+            "add 2001:db8::2/64 to br0",
+            "add 192.0.2.10/32 to br0 (nodad)",
+            "add 2001:db8::10/128 to br0 (nodad)",
+        ]
+    );
+    let target = Target {
+        root: Some(s.host.clone()),
+    };
+    let err = apply_blocking(&plan, &target)
+        .expect("runtime")
+        .expect_err("IPv6 is disabled on br0");
+    assert_eq!(err.number, 1, "{err}");
+    assert_eq!(err.failed.step.to_string(), "add 2001:db8::2/64 to br0");
+    let applied: Vec<String> = err.applied.iter().map(|a| a.step.to_string()).collect();
+    assert_eq!(applied, ["add 192.0.2.10/32 to br0 (nodad)"], "{err}");
+    assert!(
+        s.addresses(&s.host, "br0")
+            .contains(&"192.0.2.10/32".to_owned())
+    );
+}
+
 /// (name, MTU, up) of every link and (link name, address) of every address.
 type Summary = (BTreeSet<(String, u32, bool)>, BTreeSet<(String, String)>);
 
@@ -302,6 +339,10 @@ fn watch_follows_events_during_and_after_the_dump() {
     let mut watch = rt
         .block_on(Watch::start(&target, &[None], false))
         .expect("watch starts");
+    // The watch is read while the changes go on, as a running agent's would be.
+    while !racer.is_finished() {
+        rt.block_on(watch.wait(Duration::from_millis(50)));
+    }
     racer.join().expect("racing batch");
     // Drain until quiet (bounded).
     let start = Instant::now();
