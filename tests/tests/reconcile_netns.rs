@@ -2,9 +2,17 @@
 //! removes: a namespace stands in for the node's host namespace (`--netns`), a veth end
 //! plays the ethernet port, and the tenant namespace is created by TR7 itself.
 
-use tr7::netlink::cli::{ApplyArgs, Format, PlanArgs, apply_blocking, apply_report, make_plan};
-use tr7::netlink::{Step, Target};
-use tr7_tests::{cluster_lab::BridgeLab, lab::ip};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tr7::netlink::cli::{
+    ApplyArgs, Format, PlanArgs, apply_blocking, apply_report, make_plan, observe_blocking,
+};
+use tr7::netlink::{Observed, Step, Target, Watch};
+use tr7_tests::{
+    cluster_lab::BridgeLab,
+    lab::{Lab, ip},
+};
 
 /// The shared bridge lab ([`BridgeLab`]), with this file's helpers.
 struct Setup(BridgeLab);
@@ -226,4 +234,167 @@ fn partial_failure_stops_and_reports() {
             .any(|c| c.message.contains("declared as a veth")),
         "{again}"
     );
+}
+
+// Proves the address phase, sent many at a time, still stops on the first refusal with the
+// kernel's answer, and that the error's `applied` lists the later additions the kernel
+// accepted: IPv6 is disabled on br0, so its IPv6 additions fail while the IPv4 VIP between
+// them is added.
+#[test]
+fn address_failure_names_the_first_and_lists_what_was_added() {
+    let s = setup("af");
+    assert_eq!(s.apply(false).0, 0);
+    ip(&["-n", &s.host, "addr", "del", "192.0.2.10/32", "dev", "br0"]);
+    s.lab
+        .proc_sys(&s.host, "net/ipv6/conf/br0/disable_ipv6", "1");
+    let (_, plan) = make_plan(&s.plan_args(false)).expect("plan");
+    let steps: Vec<String> = plan.actions.iter().map(|a| a.step.to_string()).collect();
+    assert_eq!(
+        steps,
+        [
+            "add 2001:db8::2/64 to br0",
+            "add 192.0.2.10/32 to br0 (nodad)",
+            "add 2001:db8::10/128 to br0 (nodad)",
+        ]
+    );
+    let target = Target {
+        root: Some(s.host.clone()),
+    };
+    let err = apply_blocking(&plan, &target)
+        .expect("runtime")
+        .expect_err("IPv6 is disabled on br0");
+    assert_eq!(err.number, 1, "{err}");
+    assert_eq!(err.failed.step.to_string(), "add 2001:db8::2/64 to br0");
+    let applied: Vec<String> = err.applied.iter().map(|a| a.step.to_string()).collect();
+    assert_eq!(applied, ["add 192.0.2.10/32 to br0 (nodad)"], "{err}");
+    assert!(
+        s.addresses(&s.host, "br0")
+            .contains(&"192.0.2.10/32".to_owned())
+    );
+}
+
+/// (name, MTU, up) of every link and (link name, address) of every address.
+type Summary = (BTreeSet<(String, u32, bool)>, BTreeSet<(String, String)>);
+
+/// The [`Summary`] of the first namespace: what a watch and a fresh dump must agree on.
+fn summary(o: &Observed) -> Summary {
+    let ns = &o.namespaces[0];
+    let links = ns
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.mtu, l.up))
+        .collect();
+    let addrs = ns
+        .addresses
+        .iter()
+        .map(|a| {
+            let on = ns
+                .link_by_index(a.ifindex)
+                .map_or(format!("#{}", a.ifindex), |l| l.name.clone());
+            (on, a.cidr.to_string())
+        })
+        .collect();
+    (links, addrs)
+}
+
+// Proves the watch misses nothing around its dump: `ip -batch` adds links and addresses
+// while the watch subscribes and dumps, and once the changes stop the watch equals a fresh
+// dump; then each later change (address added and removed, MTU, link deleted) shows up
+// from its event alone.
+#[test]
+fn watch_follows_events_during_and_after_the_dump() {
+    let mut lab = Lab::new("wt");
+    let ns = lab.netns("h");
+    // Something to dump: 100 veth pairs, 4 addresses each.
+    let mut batch = String::new();
+    for i in 0..100 {
+        batch.push_str(&format!("link add w{i} type veth peer name x{i}\n"));
+        for n in 0..4 {
+            batch.push_str(&format!("addr add 2001:db8:{i:x}::{n}/64 dev w{i} nodad\n"));
+        }
+    }
+    let pre = std::env::temp_dir().join(format!("{ns}-pre.batch"));
+    std::fs::write(&pre, &batch).expect("write batch");
+    ip(&["-n", &ns, "-batch", &pre.display().to_string()]);
+    // Changes racing the watch's start.
+    let mut racing = String::new();
+    for i in 0..100 {
+        racing.push_str(&format!("link set w{i} up\n"));
+        racing.push_str(&format!("addr add 198.51.100.{}/32 dev w{i}\n", i + 1));
+        racing.push_str(&format!("addr del 2001:db8:{i:x}::0/64 dev w{i}\n"));
+    }
+    let race = std::env::temp_dir().join(format!("{ns}-race.batch"));
+    std::fs::write(&race, &racing).expect("write batch");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let target = Target {
+        root: Some(ns.clone()),
+    };
+    let ns2 = ns.clone();
+    let race_path = race.display().to_string();
+    let racer = std::thread::spawn(move || ip(&["-n", &ns2, "-batch", &race_path]));
+    let mut watch = rt
+        .block_on(Watch::start(&target, &[None], false))
+        .expect("watch starts");
+    // The watch is read while the changes go on, as a running agent's would be.
+    while !racer.is_finished() {
+        rt.block_on(watch.wait(Duration::from_millis(50)));
+    }
+    racer.join().expect("racing batch");
+    // Drain until quiet (bounded).
+    let start = Instant::now();
+    while rt.block_on(watch.wait(Duration::from_millis(300))) > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "events never stop"
+        );
+    }
+    let fresh = observe_blocking(&target, &[None]).expect("dump");
+    assert_eq!(summary(&watch.observed()), summary(&fresh));
+    assert!(
+        summary(&fresh)
+            .1
+            .contains(&("w99".to_owned(), "198.51.100.100/32".to_owned()))
+    );
+
+    // Later changes, each from its event.
+    let wait_for = |watch: &mut Watch, what: &str, ok: &dyn Fn(&Observed) -> bool| {
+        let start = Instant::now();
+        while !ok(&watch.observed()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{what}: no event in 5 s"
+            );
+            rt.block_on(watch.wait(Duration::from_millis(200)));
+        }
+    };
+    ip(&["-n", &ns, "addr", "add", "203.0.113.7/24", "dev", "w5"]);
+    wait_for(&mut watch, "address added", &|o| {
+        summary(o)
+            .1
+            .contains(&("w5".to_owned(), "203.0.113.7/24".to_owned()))
+    });
+    ip(&["-n", &ns, "link", "set", "w5", "mtu", "1400"]);
+    wait_for(&mut watch, "MTU", &|o| {
+        o.namespaces[0].link("w5").is_some_and(|l| l.mtu == 1400)
+    });
+    ip(&["-n", &ns, "addr", "del", "203.0.113.7/24", "dev", "w5"]);
+    wait_for(&mut watch, "address removed", &|o| {
+        !summary(o)
+            .1
+            .contains(&("w5".to_owned(), "203.0.113.7/24".to_owned()))
+    });
+    ip(&["-n", &ns, "link", "del", "w7"]);
+    wait_for(&mut watch, "link deleted", &|o| {
+        o.namespaces[0].link("w7").is_none() && o.namespaces[0].link("x7").is_none()
+    });
+    assert_eq!(
+        summary(&watch.observed()),
+        summary(&observe_blocking(&target, &[None]).expect("dump"))
+    );
+    let _ = std::fs::remove_file(&pre);
+    let _ = std::fs::remove_file(&race);
 }

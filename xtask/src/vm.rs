@@ -29,7 +29,7 @@ pub struct VmArgs {
 
 /// Test targets of `tr7-tests` that run in the guest (each `tests/tests/<name>.rs`). Outside
 /// the guest they print why they skip.
-const GUEST_TESTS: &[&str] = &["guest_vlan", "guest_signals"];
+const GUEST_TESTS: &[&str] = &["guest_vlan", "guest_signals", "guest_reconcile"];
 
 /// Modules the guest tests need, with their dependencies resolved by `modprobe`.
 const MODULES: &[&str] = &["veth", "8021q", "bonding", "bridge", "macvlan"];
@@ -57,7 +57,7 @@ const HOST_PROGRAMS: &[&str] = &["ip", "bash", "ping", "arping", "ethtool"];
 const MARKER: &str = "TR7-VM-RESULT rc=";
 
 /// Upper bound of one guest run (boot, module loading, every guest test).
-const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
+const GUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the guest reported.
 pub struct GuestReport {

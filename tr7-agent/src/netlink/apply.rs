@@ -11,20 +11,20 @@ use std::fs::File;
 use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use rtnetlink::packet_route::{
-    address::{AddressAttribute, AddressFlags, AddressHeaderFlags},
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, CacheInfo},
     link::{
         BondLacpRate, BondMode, BondXmitHashPolicy, BridgeStpState, InfoData, InfoVeth,
         LinkMessage, VlanProtocol as KernelVlanProtocol,
     },
 };
-use rtnetlink::{Handle, LinkBond, LinkBridge, LinkUnspec, LinkVeth, LinkVlan};
+use rtnetlink::{AddressAddRequest, Handle, LinkBond, LinkBridge, LinkUnspec, LinkVeth, LinkVlan};
 use serde::Serialize;
 
 use super::desired::{BondSpec, DesiredKind};
 use super::observe::parse_link;
-use super::plan::{Action, Plan, Step};
+use super::plan::{Action, LACP_MIIMON_MS, Plan, Step, millis};
 use super::{Target, conn};
 use crate::config::{HashPolicy, IfaceRef, LacpRate, VlanProtocol};
 use crate::netns::{self, NETNS_RUN_DIR};
@@ -65,27 +65,59 @@ impl fmt::Display for ApplyReport {
     }
 }
 
+/// Address additions in flight at once. One by one, each waits for its answer before the
+/// next is sent, and the last phase of a large plan is thousands of them.
+const ADDRESS_WINDOW: usize = 64;
+
 /// Executes `plan` in the namespaces `target` maps the file's namespaces to. Must run inside
 /// a tokio runtime with I/O enabled.
+///
+/// Consecutive address additions (the plan's last phase) are sent up to [`ADDRESS_WINDOW`]
+/// at a time and their answers read in order; if one fails, the error names the first that
+/// failed, and `applied` also lists the additions after it that the kernel accepted.
 pub async fn apply(plan: &Plan, target: &Target) -> Result<ApplyReport, ApplyError> {
     let mut exec = Executor {
         target,
         handles: HashMap::new(),
         indexes: HashMap::new(),
     };
-    let mut applied = Vec::with_capacity(plan.actions.len());
-    for (n, action) in plan.actions.iter().enumerate() {
+    let total = plan.actions.len();
+    let mut applied = Vec::with_capacity(total);
+    let mut n = 0;
+    while n < total {
+        let action = &plan.actions[n];
         tracing::debug!(step = %action.step, "applying");
+        if matches!(action.step, Step::AddAddress { .. }) {
+            let end = n + plan.actions[n..]
+                .iter()
+                .take_while(|a| matches!(a.step, Step::AddAddress { .. }))
+                .count();
+            if let Err((k, kernel)) = exec
+                .add_addresses(&plan.actions[n..end], n, &mut applied)
+                .await
+            {
+                return Err(ApplyError {
+                    number: k + 1,
+                    total,
+                    failed: plan.actions[k].clone(),
+                    kernel,
+                    applied,
+                });
+            }
+            n = end;
+            continue;
+        }
         if let Err(kernel) = exec.run(&action.step).await {
             return Err(ApplyError {
                 number: n + 1,
-                total: plan.actions.len(),
+                total,
                 failed: action.clone(),
                 kernel,
                 applied,
             });
         }
         applied.push(action.clone());
+        n += 1;
     }
     Ok(ApplyReport { applied })
 }
@@ -280,6 +312,42 @@ impl Executor<'_> {
                 };
                 self.set(link, msg).await
             }
+            Step::SetBond { link, change } => {
+                let i = self.index(link).await?;
+                let mut b = LinkBond::new(&link.name).index(i);
+                if let Some(m) = change.miimon_ms {
+                    b = b.miimon(m);
+                }
+                if let Some(p) = &change.primary {
+                    // ifindex 0 clears the primary.
+                    let pi = match p {
+                        Some(name) => {
+                            self.index(&IfaceRef {
+                                namespace: link.namespace.clone(),
+                                name: name.clone(),
+                            })
+                            .await?
+                        }
+                        None => 0,
+                    };
+                    b = b.primary(pi);
+                }
+                if let Some(r) = change.lacp_rate {
+                    b = b.ad_lacp_rate(kernel_lacp_rate(r));
+                }
+                if let Some(h) = change.transmit_hash_policy {
+                    b = b.xmit_hash_policy(hash_policy(h));
+                }
+                if let Some(m) = change.min_links {
+                    b = b.min_links(m);
+                }
+                let h = self.handle(link.namespace.as_deref())?;
+                h.link()
+                    .change(b.build())
+                    .execute()
+                    .await
+                    .map_err(|e| kernel_text(&e))
+            }
             Step::SetDown { link } => {
                 let i = self.index(link).await?;
                 self.set(link, LinkUnspec::new_with_index(i).down().build())
@@ -290,25 +358,8 @@ impl Executor<'_> {
                 self.set(link, LinkUnspec::new_with_index(i).up().build())
                     .await
             }
-            Step::AddAddress {
-                link,
-                address,
-                nodad,
-            } => {
-                let i = self.index(link).await?;
-                let h = self.handle(link.namespace.as_deref())?;
-                let mut req = h.address().add(i, address.addr, address.prefix);
-                if *nodad {
-                    let m = req.message_mut();
-                    m.header.flags |= AddressHeaderFlags::Nodad;
-                    m.attributes
-                        .push(AddressAttribute::Flags(AddressFlags::Nodad));
-                }
-                match req.execute().await {
-                    Ok(()) => Ok(()),
-                    Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
-                    Err(e) => Err(kernel_text(&e)),
-                }
+            Step::AddAddress { .. } => {
+                address_outcome(self.address_request(step).await?.execute().await)
             }
             Step::RemoveAddress { link, address } => {
                 let i = self.index(link).await?;
@@ -333,6 +384,82 @@ impl Executor<'_> {
                     Err(e) => Err(kernel_text(&e)),
                 }
             }
+        }
+    }
+
+    /// The request that adds the address of an `AddAddress` step (not sent).
+    async fn address_request(&mut self, step: &Step) -> Result<AddressAddRequest, String> {
+        let Step::AddAddress {
+            link,
+            address,
+            nodad,
+        } = step
+        else {
+            return Err(format!("not an address addition: {step}"));
+        };
+        let i = self.index(link).await?;
+        let h = self.handle(link.namespace.as_deref())?;
+        let mut req = h.address().add(i, address.addr, address.prefix);
+        if *nodad {
+            let m = req.message_mut();
+            m.header.flags |= AddressHeaderFlags::Nodad;
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            if address.addr.is_ipv6() {
+                // A VIP is a /128, and Linux caps source address selection's
+                // longest-match rule at each candidate's prefix length, so a /128
+                // outscores the interface's /64 and the node would send from the
+                // VIP (replies then go to whichever node owns it). Deprecated
+                // (preferred lifetime 0, valid forever), it still receives and
+                // answers, but is never picked as a source (RFC 6724 rule 3).
+                let mut lifetimes = CacheInfo::default();
+                lifetimes.ifa_preferred = 0;
+                lifetimes.ifa_valid = u32::MAX;
+                m.attributes.push(AddressAttribute::CacheInfo(lifetimes));
+            }
+        }
+        Ok(req)
+    }
+
+    /// Sends the additions `actions` (plan positions from `first`) up to [`ADDRESS_WINDOW`]
+    /// at a time, reads the answers in order and pushes each accepted one to `applied`;
+    /// returns the plan position and the kernel's answer of the first that failed.
+    async fn add_addresses(
+        &mut self,
+        actions: &[Action],
+        first: usize,
+        applied: &mut Vec<Action>,
+    ) -> Result<(), (usize, String)> {
+        let mut requests = Vec::with_capacity(actions.len());
+        let mut unsent = None;
+        for (k, a) in actions.iter().enumerate() {
+            match self.address_request(&a.step).await {
+                Ok(r) => requests.push((k, r)),
+                Err(e) => {
+                    unsent = Some((first + k, e));
+                    break;
+                }
+            }
+        }
+        let mut answers = futures_util::stream::iter(
+            requests
+                .into_iter()
+                .map(|(k, r)| async move { (k, r.execute().await) }),
+        )
+        .buffered(ADDRESS_WINDOW);
+        let mut failed = None;
+        while let Some((k, answer)) = answers.next().await {
+            match address_outcome(answer) {
+                Ok(()) => applied.push(actions[k].clone()),
+                Err(kernel) => {
+                    failed.get_or_insert((first + k, kernel));
+                }
+            }
+        }
+        // A request that failed was sent before the one that could not be built.
+        match failed.or(unsent) {
+            Some(f) => Err(f),
+            None => Ok(()),
         }
     }
 
@@ -396,10 +523,10 @@ impl Executor<'_> {
                     .build()
             }
             DesiredKind::Bond(BondSpec::ActiveBackup { miimon, .. }) => {
-                // The primary is a member: set once members exist (not yet implemented).
+                // The primary is a member: the plan sets it once the members are ports.
                 LinkBond::new(&link.name)
                     .mode(BondMode::ActiveBackup)
-                    .miimon(u32::try_from(miimon.as_millis()).unwrap_or(u32::MAX))
+                    .miimon(millis(*miimon))
                     .build()
             }
             DesiredKind::Bond(BondSpec::Lacp {
@@ -408,13 +535,10 @@ impl Executor<'_> {
                 min_links,
             }) => LinkBond::new(&link.name)
                 .mode(BondMode::Ieee8023Ad)
-                .ad_lacp_rate(match lacp_rate {
-                    LacpRate::Slow => BondLacpRate::Slow,
-                    LacpRate::Fast => BondLacpRate::Fast,
-                })
+                .ad_lacp_rate(kernel_lacp_rate(*lacp_rate))
                 .xmit_hash_policy(hash_policy(*transmit_hash_policy))
                 .min_links(u32::from(*min_links))
-                .miimon(100)
+                .miimon(LACP_MIIMON_MS)
                 .build(),
             DesiredKind::Ethernet | DesiredKind::VethPeer { .. } => {
                 return Err(format!(
@@ -465,6 +589,22 @@ fn stp_state(on: bool) -> BridgeStpState {
         BridgeStpState::KernelStp
     } else {
         BridgeStpState::Disabled
+    }
+}
+
+/// "Already so" is success for an address addition.
+fn address_outcome(answer: Result<(), rtnetlink::Error>) -> Result<(), String> {
+    match answer {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Err(e) => Err(kernel_text(&e)),
+    }
+}
+
+fn kernel_lacp_rate(r: LacpRate) -> BondLacpRate {
+    match r {
+        LacpRate::Slow => BondLacpRate::Slow,
+        LacpRate::Fast => BondLacpRate::Fast,
     }
 }
 

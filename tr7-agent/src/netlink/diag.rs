@@ -1,8 +1,9 @@
 //! "VIP is up but no traffic": the pure diagnosis (this node's part of the file + observed
 //! kernel state → findings, each with a fix).
 //!
-//! No I/O here: `cli` observes and prints, tests build observations by hand (this machine's
-//! kernel has no VLAN or bond, so their findings are unit-tested only). The rules, and why
+//! No I/O here: `cli` observes and prints, tests build observations by hand; the VLAN, bond
+//! and LACP findings are also provoked on a real kernel in the guest
+//! (tests/tests/guest_reconcile.rs), as this machine's kernel has neither. The rules, and why
 //! each one breaks a VIP, are listed in docs/reconcile.md; this file owns their codes.
 
 use std::collections::BTreeSet;

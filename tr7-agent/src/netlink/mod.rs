@@ -6,7 +6,8 @@
 //! alone; `apply` executes a plan; `diag` compares the observation with the file and with
 //! itself and names what keeps a VIP from carrying traffic. `conn` opens a netlink socket
 //! bound to one namespace, and `cli` is `tr7 plan` / `tr7 apply` / `tr7 diag`. The pipeline
-//! is described in docs/reconcile.md.
+//! is described in docs/reconcile.md. `watch` keeps an observation current from rtnetlink
+//! events (subscribe, dump, then apply what arrived meanwhile).
 //!
 //! Namespaces are named as in the file: `None` is the node's root (host) namespace, which a
 //! [`Target`] may map to a named namespace standing in for the host (`--netns`).
@@ -18,6 +19,7 @@ pub mod desired;
 pub mod diag;
 pub mod observe;
 pub mod plan;
+pub mod watch;
 
 pub use apply::{ApplyError, ApplyReport, apply};
 pub use desired::{BondSpec, Desired, DesiredAddress, DesiredKind, DesiredLink, desired};
@@ -27,7 +29,8 @@ pub use observe::{
     ObservedAddress, ObservedLink, ObservedNamespace, ObservedNeighbour, VlanInfo, observe,
     observe_for_diag,
 };
-pub use plan::{Action, Conflict, ConflictKind, Options, Plan, Step, plan};
+pub use plan::{Action, BondChange, Conflict, ConflictKind, Options, Plan, Step, plan};
+pub use watch::Watch;
 
 /// Which kernel namespaces the file's namespaces are: the file's host namespace is the
 /// calling thread's own, or a named namespace that stands in for the host (tests, and

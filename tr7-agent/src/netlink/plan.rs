@@ -7,13 +7,15 @@
 //! added. TR7 only plans actions on links the file declares; what it finds in their way is a
 //! [`Conflict`], acted on only for foreign addresses and only with `remove_foreign`.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
 use super::desired::{BondSpec, Desired, DesiredAddress, DesiredKind, DesiredLink};
 use super::observe::{LinkKind, Observed, ObservedAddress, ObservedLink, ObservedNamespace};
-use crate::config::{Cidr, IfaceRef, Mac};
+use crate::config::{Cidr, HashPolicy, IfaceRef, LacpRate, Mac};
 
 /// The MTU the kernel gives a new bridge, bond or veth.
 pub const KERNEL_DEFAULT_MTU: u32 = 1500;
@@ -118,7 +120,17 @@ pub enum Step {
         /// Declared controller (`None`: no controller).
         to: Option<String>,
     },
-    /// Set a link administratively down (before enslaving it).
+    /// Change bond options in place (only those that differ; `lacp_rate` only while the bond
+    /// is down, so the plan sets the bond down before and up after).
+    SetBond {
+        /// The bond.
+        link: IfaceRef,
+        /// The changes.
+        #[serde(flatten)]
+        change: BondChange,
+    },
+    /// Set a link administratively down (before enslaving it, or to change a bond option
+    /// the kernel changes only while the bond is down).
     SetDown {
         /// The link.
         link: IfaceRef,
@@ -144,6 +156,54 @@ pub enum Step {
         /// Without duplicate address detection (VIPs).
         nodad: bool,
     },
+}
+
+/// Bond options to change: `None` leaves an option as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BondChange {
+    /// MII monitoring interval, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miimon_ms: Option<u32>,
+    /// Primary member (`Some(None)`: no primary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<Option<String>>,
+    /// LACP rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lacp_rate: Option<LacpRate>,
+    /// Transmit hash policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transmit_hash_policy: Option<HashPolicy>,
+    /// Minimum links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_links: Option<u32>,
+}
+
+impl BondChange {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl fmt::Display for BondChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(m) = self.miimon_ms {
+            parts.push(format!("miimon {m} ms"));
+        }
+        if let Some(p) = &self.primary {
+            parts.push(format!("primary {}", p.as_deref().unwrap_or("none")));
+        }
+        if let Some(r) = self.lacp_rate {
+            parts.push(format!("lacp_rate {r}"));
+        }
+        if let Some(h) = self.transmit_hash_policy {
+            parts.push(format!("transmit_hash_policy {h}"));
+        }
+        if let Some(m) = self.min_links {
+            parts.push(format!("min_links {m}"));
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// Something in the way of the file, reported and left alone.
@@ -197,8 +257,74 @@ struct Current {
     up: bool,
     controller: Option<String>,
     stp: Option<bool>,
+    /// Bond options as the kernel has them (or will, once created), primary by name.
+    bond: Option<BondNow>,
     /// Addresses (empty for links created or moved by this plan: the kernel flushes them).
     addresses: Vec<ObservedAddress>,
+}
+
+/// A bond's changeable options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct BondNow {
+    miimon_ms: Option<u32>,
+    primary: Option<String>,
+    lacp_rate: Option<LacpRate>,
+    transmit_hash_policy: Option<HashPolicy>,
+    min_links: Option<u32>,
+}
+
+impl BondNow {
+    /// What `apply` gives a bond it creates (the primary is set once members are ports).
+    fn created(spec: &BondSpec) -> Self {
+        match spec {
+            BondSpec::ActiveBackup { miimon, .. } => Self {
+                miimon_ms: Some(millis(*miimon)),
+                ..Self::default()
+            },
+            BondSpec::Lacp {
+                lacp_rate,
+                transmit_hash_policy,
+                min_links,
+            } => Self {
+                miimon_ms: Some(LACP_MIIMON_MS),
+                primary: None,
+                lacp_rate: Some(*lacp_rate),
+                transmit_hash_policy: Some(*transmit_hash_policy),
+                min_links: Some(u32::from(*min_links)),
+            },
+        }
+    }
+
+    /// The options of `spec` that differ from these.
+    fn change_to(&self, spec: &BondSpec) -> BondChange {
+        match spec {
+            BondSpec::ActiveBackup { primary, miimon } => BondChange {
+                miimon_ms: Some(millis(*miimon)).filter(|m| self.miimon_ms != Some(*m)),
+                primary: (self.primary != *primary).then(|| primary.clone()),
+                ..BondChange::default()
+            },
+            BondSpec::Lacp {
+                lacp_rate,
+                transmit_hash_policy,
+                min_links,
+            } => BondChange {
+                lacp_rate: Some(*lacp_rate).filter(|r| self.lacp_rate != Some(*r)),
+                transmit_hash_policy: Some(*transmit_hash_policy)
+                    .filter(|h| self.transmit_hash_policy != Some(*h)),
+                min_links: Some(u32::from(*min_links)).filter(|m| self.min_links != Some(*m)),
+                ..BondChange::default()
+            },
+        }
+    }
+}
+
+/// The MII monitoring interval `apply` gives an 802.3ad bond (the file has none for LACP):
+/// a member losing carrier leaves the aggregator within 100 ms.
+pub const LACP_MIIMON_MS: u32 = 100;
+
+/// A duration in whole ms, as the kernel takes bond intervals.
+pub fn millis(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 #[derive(Default)]
@@ -210,6 +336,7 @@ struct Phases {
     attrs: Vec<Action>,
     downs: Vec<Action>,
     controllers: Vec<Action>,
+    bonds: Vec<Action>,
     mtu_down: Vec<(usize, Action)>,
     ups: Vec<(usize, Action)>,
     removes: Vec<Action>,
@@ -223,26 +350,102 @@ fn act(step: Step, reason: impl Into<String>) -> Action {
     }
 }
 
-fn ns_of<'a>(observed: &'a Observed, ns: Option<&str>) -> &'a ObservedNamespace {
-    observed
-        .namespace(ns)
-        .filter(|n| n.exists)
-        .unwrap_or(empty_ns())
+/// One observed namespace with its links and addresses indexed: `plan()` looks every
+/// declared link and address up, and linear scans made a 1,000-link plan quadratic.
+struct NsIndex<'a> {
+    by_name: HashMap<&'a str, &'a ObservedLink>,
+    by_index: HashMap<u32, &'a ObservedLink>,
+    addresses: HashMap<u32, Vec<&'a ObservedAddress>>,
+    by_addr: HashMap<IpAddr, Vec<&'a ObservedAddress>>,
 }
 
-fn empty_ns() -> &'static ObservedNamespace {
-    static EMPTY: std::sync::OnceLock<ObservedNamespace> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(ObservedNamespace::default)
+impl<'a> NsIndex<'a> {
+    fn new(ns: &'a ObservedNamespace) -> Self {
+        let mut ix = Self {
+            by_name: HashMap::with_capacity(ns.links.len()),
+            by_index: HashMap::with_capacity(ns.links.len()),
+            addresses: HashMap::new(),
+            by_addr: HashMap::with_capacity(ns.addresses.len()),
+        };
+        for l in &ns.links {
+            ix.by_name.insert(l.name.as_str(), l);
+            ix.by_index.insert(l.ifindex, l);
+        }
+        for a in &ns.addresses {
+            ix.addresses.entry(a.ifindex).or_default().push(a);
+            ix.by_addr.entry(a.cidr.addr).or_default().push(a);
+        }
+        ix
+    }
+
+    fn link(&self, name: &str) -> Option<&'a ObservedLink> {
+        self.by_name.get(name).copied()
+    }
+
+    fn link_by_index(&self, ifindex: u32) -> Option<&'a ObservedLink> {
+        self.by_index.get(&ifindex).copied()
+    }
+
+    fn addresses_of(&self, ifindex: u32) -> impl Iterator<Item = &'a ObservedAddress> + '_ {
+        self.addresses.get(&ifindex).into_iter().flatten().copied()
+    }
+
+    fn with_addr(&self, addr: IpAddr) -> impl Iterator<Item = &'a ObservedAddress> + '_ {
+        self.by_addr.get(&addr).into_iter().flatten().copied()
+    }
+}
+
+/// The indexes of every existing observed namespace, by the file's name for it; a
+/// namespace that does not exist (or was not observed) looks empty.
+struct Index<'a> {
+    /// A few namespaces: a list.
+    namespaces: Vec<(Option<&'a str>, NsIndex<'a>)>,
+    empty: NsIndex<'a>,
+}
+
+impl<'a> Index<'a> {
+    fn new(observed: &'a Observed) -> Self {
+        static EMPTY: std::sync::OnceLock<ObservedNamespace> = std::sync::OnceLock::new();
+        Self {
+            namespaces: observed
+                .namespaces
+                .iter()
+                .filter(|n| n.exists)
+                .map(|n| (n.name.as_deref(), NsIndex::new(n)))
+                .collect(),
+            empty: NsIndex::new(EMPTY.get_or_init(ObservedNamespace::default)),
+        }
+    }
+
+    fn ns(&self, ns: Option<&str>) -> &NsIndex<'a> {
+        self.namespaces
+            .iter()
+            .find(|(n, _)| *n == ns)
+            .map_or(&self.empty, |(_, ix)| ix)
+    }
+
+    fn exists(&self, ns: Option<&str>) -> bool {
+        self.namespaces.iter().any(|(n, _)| *n == ns)
+    }
 }
 
 /// Computes the actions that make `observed` match `desired`, in dependency order.
 pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
     let mut ph = Phases::default();
     let mut conflicts = Vec::new();
-    let ns_of = |ns: Option<&str>| ns_of(observed, ns);
+    let index = Index::new(observed);
+    let ns_of = |ns: Option<&str>| index.ns(ns);
+    // Each link's depth once: `desired.depth()` scans the links for members.
+    let depths: Vec<usize> = desired.links.iter().map(|l| desired.depth(l)).collect();
+    let positions: HashMap<(Option<&str>, &str), usize> = desired
+        .links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| ((l.id.namespace.as_deref(), l.id.name.as_str()), i))
+        .collect();
 
     for ns in desired.namespaces().into_iter().flatten() {
-        if !observed.namespace(Some(&ns)).is_some_and(|n| n.exists) {
+        if !index.exists(Some(&ns)) {
             let users: Vec<String> = desired
                 .links
                 .iter()
@@ -259,20 +462,15 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
     // Pass 1: the state of every declared link once creation and moves are done; `None` for
     // links in conflict, which nothing below touches.
     let mut current: Vec<Option<Current>> = vec![None; desired.links.len()];
-    let index_of = |ns: Option<&str>, name: &str| {
-        desired
-            .links
-            .iter()
-            .position(|l| l.id.namespace.as_deref() == ns && l.id.name == name)
-    };
+    let index_of = |ns: Option<&str>, name: &str| positions.get(&(ns, name)).copied();
     // Lower devices first, so a VLAN sees what its parent will be whatever the file order.
     let mut order: Vec<usize> = (0..desired.links.len()).collect();
-    order.sort_by_key(|&i| desired.depth(&desired.links[i]));
-    for i in order {
+    order.sort_by_key(|&i| depths[i]);
+    for &i in &order {
         let link = &desired.links[i];
         let ns_name = link.id.namespace.as_deref();
         let obs = ns_of(ns_name);
-        let depth = desired.depth(link);
+        let depth = depths[i];
         match &link.kind {
             DesiredKind::VethPeer { .. } => {} // decided with its veth
             DesiredKind::Ethernet => match obs.link(&link.id.name) {
@@ -442,8 +640,10 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
                             ),
                         ));
                         let mut c = created(link, inherit);
-                        if let DesiredKind::Bridge { stp } = link.kind {
-                            c.stp = Some(stp);
+                        match &link.kind {
+                            DesiredKind::Bridge { stp } => c.stp = Some(*stp),
+                            DesiredKind::Bond(spec) => c.bond = Some(BondNow::created(spec)),
+                            _ => {}
                         }
                         current[i] = Some(c);
                     }
@@ -452,12 +652,36 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
         }
     }
 
+    // Bonds this plan sets down to change lacp_rate, and the VLANs over them (the kernel
+    // sets a VLAN down with its parent, and up again with it): setting a link down flushes
+    // its IPv6 addresses, so they are added again after.
+    let mut cycled = vec![false; desired.links.len()];
+    for &i in &order {
+        let link = &desired.links[i];
+        cycled[i] = match (&link.kind, &current[i]) {
+            (DesiredKind::Bond(spec), Some(c)) => {
+                c.up && c
+                    .bond
+                    .as_ref()
+                    .is_some_and(|b| b.change_to(spec).lacp_rate.is_some())
+            }
+            (DesiredKind::Vlan { parent, .. }, Some(_)) => {
+                index_of(link.id.namespace.as_deref(), parent).is_some_and(|p| cycled[p])
+            }
+            _ => false,
+        };
+    }
+
     // Pass 2: attributes, membership, state and addresses of every link not in conflict.
     for (i, link) in desired.links.iter().enumerate() {
-        let Some(cur) = current[i].clone() else {
+        let Some(mut cur) = current[i].clone() else {
             continue;
         };
-        let depth = desired.depth(link);
+        if cycled[i] {
+            cur.addresses
+                .retain(|a| a.cidr.addr.is_ipv4() || a.is_kernel_link_local());
+        }
+        let depth = depths[i];
         let id = &link.id;
         let mut up = cur.up;
         if cur.mtu != link.mtu {
@@ -548,6 +772,25 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
                 ));
             }
         }
+        if let (DesiredKind::Bond(spec), Some(now)) = (&link.kind, &cur.bond) {
+            let change = now.change_to(spec);
+            if !change.is_empty() {
+                if change.lacp_rate.is_some() && up {
+                    ph.downs.push(act(
+                        Step::SetDown { link: id.clone() },
+                        format!("the kernel changes lacp_rate only while {id} is down"),
+                    ));
+                    up = false;
+                }
+                ph.bonds.push(act(
+                    Step::SetBond {
+                        link: id.clone(),
+                        change: change.clone(),
+                    },
+                    format!("bond options of {id} differ from the file: {change}"),
+                ));
+            }
+        }
         if !up {
             ph.ups.push((
                 depth,
@@ -555,8 +798,8 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
             ));
         }
         plan_addresses(
-            desired,
-            observed,
+            &positions,
+            &index,
             link,
             &cur,
             options,
@@ -577,6 +820,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
     actions.extend(ph.attrs);
     actions.extend(ph.downs);
     actions.extend(ph.controllers);
+    actions.extend(ph.bonds);
     actions.extend(ph.mtu_down.into_iter().map(|(_, a)| a));
     actions.extend(ph.ups.into_iter().map(|(_, a)| a));
     actions.extend(ph.removes);
@@ -585,8 +829,8 @@ pub fn plan(desired: &Desired, observed: &Observed, options: Options) -> Plan {
 }
 
 fn plan_addresses(
-    desired: &Desired,
-    observed: &Observed,
+    positions: &HashMap<(Option<&str>, &str), usize>,
+    index: &Index<'_>,
     link: &DesiredLink,
     cur: &Current,
     options: Options,
@@ -594,9 +838,9 @@ fn plan_addresses(
     conflicts: &mut Vec<Conflict>,
 ) {
     let id = &link.id;
-    let ns = observed
-        .namespace(id.namespace.as_deref())
-        .filter(|n| n.exists);
+    let ns = index
+        .exists(id.namespace.as_deref())
+        .then(|| index.ns(id.namespace.as_deref()));
     let own_index = ns.and_then(|n| n.link(&id.name)).map(|l| l.ifindex);
     let is_port = link.controller.is_some();
     let mut removed: Vec<Cidr> = Vec::new();
@@ -664,15 +908,14 @@ fn plan_addresses(
         }
         if let Some(ns) = ns {
             for elsewhere in ns
-                .addresses
-                .iter()
-                .filter(|a| a.cidr.addr == d.cidr.addr && Some(a.ifindex) != own_index)
+                .with_addr(d.cidr.addr)
+                .filter(|a| Some(a.ifindex) != own_index)
             {
                 let on = ns.link_by_index(elsewhere.ifindex).map_or_else(
                     || format!("ifindex {}", elsewhere.ifindex),
                     |l| l.name.clone(),
                 );
-                if desired.link(id.namespace.as_deref(), &on).is_none() {
+                if !positions.contains_key(&(id.namespace.as_deref(), on.as_str())) {
                     conflicts.push(Conflict {
                         kind: ConflictKind::AddressElsewhere,
                         link: id.clone(),
@@ -704,7 +947,7 @@ fn describe_missing(d: &DesiredAddress, id: &IfaceRef) -> String {
     }
 }
 
-fn present(o: &ObservedLink, ns: &ObservedNamespace) -> Current {
+fn present(o: &ObservedLink, ns: &NsIndex<'_>) -> Current {
     Current {
         mtu: o.mtu,
         mac: o.mac,
@@ -714,6 +957,16 @@ fn present(o: &ObservedLink, ns: &ObservedNamespace) -> Current {
             .and_then(|c| ns.link_by_index(c))
             .map(|c| c.name.clone()),
         stp: o.stp,
+        bond: o.bond.as_ref().map(|b| BondNow {
+            miimon_ms: b.miimon_ms,
+            primary: b
+                .primary
+                .and_then(|p| ns.link_by_index(p))
+                .map(|p| p.name.clone()),
+            lacp_rate: b.lacp_rate,
+            transmit_hash_policy: b.transmit_hash_policy,
+            min_links: b.min_links,
+        }),
         addresses: ns.addresses_of(o.ifindex).copied().collect(),
     }
 }
@@ -725,6 +978,7 @@ fn created(link: &DesiredLink, mtu: u32) -> Current {
         up: false,
         controller: None,
         stp: None,
+        bond: None,
         addresses: Vec::new(),
     }
 }
@@ -759,13 +1013,9 @@ fn blocked(link: &DesiredLink, by: &IfaceRef) -> Conflict {
     }
 }
 
-/// Attributes that cannot change in place: a VLAN's id and protocol, a bond's mode. Bond
-/// options are reported too, because changing them is not implemented yet.
-fn attribute_conflict(
-    link: &DesiredLink,
-    o: &ObservedLink,
-    ns: &ObservedNamespace,
-) -> Option<Conflict> {
+/// Attributes that cannot change in place: a VLAN's id, protocol and parent, a bond's mode.
+/// Bond options change in place ([`Step::SetBond`]).
+fn attribute_conflict(link: &DesiredLink, o: &ObservedLink, ns: &NsIndex<'_>) -> Option<Conflict> {
     let differs = |what: String| Conflict {
         kind: ConflictKind::AttributeDiffers,
         link: link.id.clone(),
@@ -859,6 +1109,7 @@ impl fmt::Display for Step {
                 Some(c) => write!(f, "make {link} a port of {c}"),
                 None => write!(f, "release {link} from its controller"),
             },
+            Self::SetBond { link, change } => write!(f, "set bond options of {link}: {change}"),
             Self::SetDown { link } => write!(f, "set {link} down"),
             Self::SetUp { link } => write!(f, "set {link} up"),
             Self::RemoveAddress { link, address } => write!(f, "remove {address} from {link}"),
@@ -1243,6 +1494,156 @@ mod tests {
         let p = plan(&veth_pair(), &o, Options::default());
         assert!(p.is_empty(), "{p}");
         assert_eq!(p.conflicts[0].kind, ConflictKind::NameTaken);
+    }
+
+    fn lacp_bond_with_vlan(rate: LacpRate, min_links: u16) -> Desired {
+        let bond = want(
+            "bond0",
+            DesiredKind::Bond(BondSpec::Lacp {
+                lacp_rate: rate,
+                transmit_hash_policy: HashPolicy::Layer34,
+                min_links,
+            }),
+            1500,
+            None,
+        );
+        let mut vlan = want(
+            "bond0.100",
+            DesiredKind::Vlan {
+                parent: "bond0".into(),
+                id: 100,
+                protocol: crate::config::VlanProtocol::Dot1Q,
+            },
+            1500,
+            None,
+        );
+        vlan.addresses = vec![
+            DesiredAddress {
+                cidr: cidr("198.51.100.2/24"),
+                nodad: false,
+                vip: false,
+            },
+            DesiredAddress {
+                cidr: cidr("2001:db8:100::2/64"),
+                nodad: false,
+                vip: false,
+            },
+        ];
+        Desired {
+            links: vec![
+                want("eth0", DesiredKind::Ethernet, 1500, Some("bond0")),
+                bond,
+                vlan,
+            ],
+        }
+    }
+
+    /// The kernel state of [`lacp_bond_with_vlan`] with fast rate and min_links 1, up.
+    fn lacp_converged() -> Observed {
+        let mut eth0 = have(2, "eth0", LinkKind::Ethernet, 1500);
+        eth0.controller = Some(3);
+        let mut bond = have(3, "bond0", LinkKind::Bond, 1500);
+        bond.bond = Some(crate::netlink::BondInfo {
+            mode: "802.3ad".into(),
+            miimon_ms: Some(100),
+            min_links: Some(1),
+            lacp_rate: Some(LacpRate::Fast),
+            transmit_hash_policy: Some(HashPolicy::Layer34),
+            ..Default::default()
+        });
+        let mut vlan = have(4, "bond0.100", LinkKind::Vlan, 1500);
+        vlan.link = Some(3);
+        vlan.vlan = Some(crate::netlink::VlanInfo {
+            id: 100,
+            protocol: crate::config::VlanProtocol::Dot1Q,
+        });
+        root(
+            vec![eth0, bond, vlan],
+            vec![
+                addr(4, "198.51.100.2/24"),
+                addr(4, "2001:db8:100::2/64"),
+                addr(4, "fe80::1/64"),
+            ],
+        )
+    }
+
+    // Proves a bond option that the kernel changes in place (min_links) is one action, with
+    // nothing else, and that a converged bond plans nothing.
+    #[test]
+    fn bond_option_changed_in_place() {
+        let same = plan(
+            &lacp_bond_with_vlan(LacpRate::Fast, 1),
+            &lacp_converged(),
+            Options::default(),
+        );
+        assert!(same.is_empty() && same.conflicts.is_empty(), "{same}");
+        let p = plan(
+            &lacp_bond_with_vlan(LacpRate::Fast, 2),
+            &lacp_converged(),
+            Options::default(),
+        );
+        assert_eq!(steps(&p), ["set bond options of bond0: min_links 2"]);
+        let v = serde_json::to_value(&p.actions[0]).expect("json");
+        assert_eq!(v["op"], "set-bond");
+        assert_eq!(v["min_links"], 2);
+        assert!(v.get("lacp_rate").is_none(), "{v}");
+        assert!(matches!(
+            &p.actions[0].step,
+            Step::SetBond { change, .. } if change.min_links == Some(2) && change.lacp_rate.is_none()
+        ));
+    }
+
+    // Proves lacp_rate (which the kernel refuses while the bond is up) sets the bond down
+    // before and up after, and re-adds the IPv6 addresses of the VLAN over it, which the
+    // kernel flushes when it takes the VLAN down with its parent; IPv4 and link-local stay.
+    #[test]
+    fn lacp_rate_cycles_the_bond_and_readds_ipv6_above() {
+        let p = plan(
+            &lacp_bond_with_vlan(LacpRate::Slow, 1),
+            &lacp_converged(),
+            Options::default(),
+        );
+        assert_eq!(
+            steps(&p),
+            [
+                "set bond0 down",
+                "set bond options of bond0: lacp_rate slow",
+                "set bond0 up",
+                "add 2001:db8:100::2/64 to bond0.100",
+            ]
+        );
+    }
+
+    // Proves a new active-backup bond gets its primary once its members are ports.
+    #[test]
+    fn primary_set_after_enslaving() {
+        let d = Desired {
+            links: vec![
+                want("eth0", DesiredKind::Ethernet, 1500, Some("bond0")),
+                want(
+                    "bond0",
+                    DesiredKind::Bond(BondSpec::ActiveBackup {
+                        primary: Some("eth0".into()),
+                        miimon: std::time::Duration::from_millis(50),
+                    }),
+                    1500,
+                    None,
+                ),
+            ],
+        };
+        let mut eth0 = have(2, "eth0", LinkKind::Ethernet, 1500);
+        eth0.up = false;
+        let p = plan(&d, &root(vec![eth0], vec![]), Options::default());
+        assert_eq!(
+            steps(&p),
+            [
+                "create bond bond0",
+                "make eth0 a port of bond0",
+                "set bond options of bond0: primary eth0",
+                "set eth0 up",
+                "set bond0 up",
+            ]
+        );
     }
 
     // Proves the JSON form names each step by `op` with its reason.
