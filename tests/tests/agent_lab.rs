@@ -15,7 +15,6 @@ use std::net::{IpAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tr7::agent::StatusReport;
@@ -23,7 +22,7 @@ use tr7::agent::heartbeat::monotonic_ns;
 use tr7::agent::metrics::{Sample, parse_exposition};
 use tr7::agent::status::{AddressFamily, Owner, RouterState, RouterStatus};
 use tr7::dataplane::Maps;
-use tr7_tests::{bpf::PinDir, lab::Lab};
+use tr7_tests::{agents::tr7_binary, bpf::PinDir, lab::Lab};
 
 const MASTER_VIPS: [&str; 2] = ["192.0.2.10", "2001:db8::10"];
 const BACKUP_VIPS: [&str; 2] = ["192.0.2.20", "2001:db8::20"];
@@ -32,45 +31,6 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// Master_Down_Interval of a backup at `priority` following a 100 ms master (RFC 9568 6.1).
 fn master_down(priority: u8) -> Duration {
     3 * INTERVAL + INTERVAL * (256 - u32::from(priority)) / 256
-}
-
-fn tr7_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/agent_lab-HASH
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target directory");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile directory name");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "tr7-agent", "--bin", "tr7"])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let status = cmd.status().expect("run cargo build for the tr7 binary");
-        assert!(
-            status.success(),
-            "cargo build -p tr7-agent --bin tr7 failed"
-        );
-        let bin = profile_dir.join("tr7");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
 }
 
 /// One agent process; killed (SIGKILL) and reaped on drop, also when the test panics.
