@@ -635,7 +635,11 @@ fn reconcile_vlan_batch() -> String {
     }
     for id in 1..=VLANS {
         for n in 0..ADDRS_PER_VLAN {
-            b.push_str(&format!("addr add {} dev {}\n", vlan_addr(id, n), vlan_name(id)));
+            b.push_str(&format!(
+                "addr add {} dev {}\n",
+                vlan_addr(id, n),
+                vlan_name(id)
+            ));
         }
     }
     b
@@ -645,7 +649,9 @@ fn reconcile_vlan_batch() -> String {
 fn vlan_ports(ns: &str) {
     for p in 0..VLAN_PARENTS {
         let (eth, sw) = (format!("eth{p}"), format!("sw{p}"));
-        run_ip(&["-n", ns, "link", "add", &eth, "type", "veth", "peer", "name", &sw]);
+        run_ip(&[
+            "-n", ns, "link", "add", &eth, "type", "veth", "peer", "name", &sw,
+        ]);
         run_ip(&["-n", ns, "link", "set", &eth, "up"]);
         run_ip(&["-n", ns, "link", "set", &sw, "up"]);
     }
