@@ -720,6 +720,11 @@ fn reconcile_vlan(opts: &Opts) {
             b.as_secs_f64() * 1000.0
         );
 
+        // The re-plan measures the steady state: under TCG the 8,000 addresses' duplicate
+        // address detection runs for seconds after the apply, and each address changing
+        // state interrupts a dump in progress.
+        let settled = wait_dad(&[&host, &ip_host], Duration::from_secs(120));
+        println!("  duplicate address detection settled {settled:.1} s after the apply");
         for _ in 0..REPLANS {
             let start = Instant::now();
             let seen = cli::observe_blocking(&target, &want.namespaces()).expect("observe");
@@ -781,4 +786,28 @@ fn reconcile_vlan(opts: &Opts) {
         shown as f64 / 1000.0,
         r as f64 / shown.max(1) as f64
     );
+}
+
+/// Waits until no IPv6 address in `namespaces` is tentative (`ip -6 addr show tentative`
+/// prints nothing), at most `limit`; returns the seconds waited. Panics past the limit.
+fn wait_dad(namespaces: &[&str], limit: Duration) -> f64 {
+    let start = std::time::Instant::now();
+    loop {
+        let busy = namespaces.iter().any(|ns| {
+            let out = std::process::Command::new("ip")
+                .args(["-n", ns, "-6", "addr", "show", "tentative"])
+                .output()
+                .expect("run ip (iproute2)");
+            !out.stdout.is_empty()
+        });
+        if !busy {
+            return start.elapsed().as_secs_f64();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "IPv6 addresses still tentative {} s after the apply",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
