@@ -657,6 +657,23 @@ fn vlan_ports(ns: &str) {
     }
 }
 
+/// Stops the bench (its namespaces removed on unwind) when the kernel cannot create a VLAN.
+fn require_vlans(ns: &str) {
+    let probe = std::process::Command::new("ip")
+        .args([
+            "-n", ns, "link", "add", "link", "eth0", "name", "probe", "type", "vlan", "id", "4094",
+        ])
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        probe.status.success(),
+        "reconcile-vlan needs 802.1Q VLANs, which this kernel cannot create ({}): run it in \
+         the guest kernel with `cargo xtask bench reconcile --guest`",
+        String::from_utf8_lossy(&probe.stderr).trim()
+    );
+    run_ip(&["-n", ns, "link", "del", "probe"]);
+}
+
 /// `tr7 apply` (observe + plan + apply, as library calls) of 1,000 VLANs with 4,000
 /// addresses beside `ip -batch` doing the same in another namespace of the same round, then
 /// no-change re-plans beside `ip addr show` of the same state. Needs 8021q: run in the guest
@@ -685,6 +702,9 @@ fn reconcile_vlan(opts: &Opts) {
         let ip_host = ns.add(format!("tr7b{tag}-vlanip"));
         vlan_ports(&host);
         vlan_ports(&ip_host);
+        if round == 0 {
+            require_vlans(&host);
+        }
         let target = Target {
             root: Some(host.clone()),
         };
