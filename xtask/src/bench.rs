@@ -3,7 +3,7 @@
 
 use clap::{Args, ValueEnum};
 
-use crate::{run, setup};
+use crate::{run, setup, vm};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Bench {
@@ -12,7 +12,7 @@ enum Bench {
     /// Validating a 4,000-VLAN cluster file vs only reading it.
     Config,
     /// `tr7 apply` of 1,000 interfaces with 4,000 addresses vs `ip -batch`, and a no-change
-    /// re-plan.
+    /// re-plan (veth pairs and bridge ports; with `--guest`, 1,000 VLANs in the guest kernel).
     Reconcile,
     /// Client outage when the VRRP master is killed (-9) or stopped (SIGTERM): two `tr7
     /// agent`s vs two keepalived, advert intervals 1 s, 100 ms, 10 ms.
@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// same rounds, e.g. one built at an earlier commit.
     #[arg(long)]
     against: Option<std::path::PathBuf>,
+    /// reconcile: run the VLAN variant in the guest kernel (QEMU TCG, as `cargo xtask
+    /// vm-test`; this machine has no 8021q). Default 1 round: the guest run is bounded.
+    #[arg(long)]
+    guest: bool,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -52,6 +56,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Bench::Reconcile => "reconcile",
         Bench::Failover => "failover",
     };
+    if args.guest {
+        anyhow::ensure!(
+            matches!(args.bench, Bench::Reconcile),
+            "--guest is only for `bench reconcile` (its VLAN variant needs the guest kernel)"
+        );
+        let rounds = args.rounds.unwrap_or(1).to_string();
+        let ok = vm::guest_bench(&["reconcile-vlan", "--rounds", &rounds])?;
+        anyhow::ensure!(ok, "the guest bench failed (see the guest's output above)");
+        return Ok(());
+    }
     if let Bench::Failover = args.bench {
         // The bench runs the real agent: `tr7` next to `tr7-bench`, same profile.
         run::status(run::cargo().args([

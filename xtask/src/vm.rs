@@ -98,7 +98,8 @@ pub fn guest_tests(filter: Option<&str>) -> anyhow::Result<GuestReport> {
     host_packages()?;
     let kernel = kernel()?;
     let binaries = test_binaries()?;
-    let initrd = initramfs(&kernel, &binaries, filter)?;
+    let names: Vec<String> = binaries.iter().map(|(n, _)| n.clone()).collect();
+    let initrd = initramfs(&kernel, &binaries, &tests_script(&names, filter))?;
     println!(
         "vm: guest ready in {:.1} s (kernel {}, initramfs {} MiB)",
         t.elapsed().as_secs_f64(),
@@ -106,6 +107,31 @@ pub fn guest_tests(filter: Option<&str>) -> anyhow::Result<GuestReport> {
         std::fs::metadata(&initrd).map_or(0, |m| m.len() >> 20)
     );
     boot(&kernel, &initrd)
+}
+
+/// `cargo xtask bench NAME --guest`: runs `tr7-bench` (release) with `args` in the guest
+/// kernel, for benchmarks that need what this machine's kernel lacks (8021q). Separate from
+/// the guest tests: `cargo xtask test` never runs it. Returns whether the bench exited 0.
+pub fn guest_bench(args: &[&str]) -> anyhow::Result<bool> {
+    setup::ensure()?;
+    let t = Instant::now();
+    host_packages()?;
+    let kernel = kernel()?;
+    let bench = bench_binary()?;
+    let mut line = String::from("/tests/tr7-bench");
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let script = format!("echo \"TR7-VM: running {line}\"\n{line} || rc=1\n");
+    let initrd = initramfs(&kernel, &[("tr7-bench".to_owned(), bench)], &script)?;
+    println!(
+        "vm: guest ready in {:.1} s (kernel {}, initramfs {} MiB)",
+        t.elapsed().as_secs_f64(),
+        kernel.version,
+        std::fs::metadata(&initrd).map_or(0, |m| m.len() >> 20)
+    );
+    Ok(boot(&kernel, &initrd)?.ok)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -565,6 +591,36 @@ fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(found)
 }
 
+/// Builds `tr7-bench` (release), as `cargo xtask bench` runs it on the host; returns its
+/// path.
+fn bench_binary() -> anyhow::Result<PathBuf> {
+    let mut cmd = run::cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "tr7-tests",
+        "--bin",
+        "tr7-bench",
+        "--message-format=json",
+    ]);
+    println!("vm: building the bench: {}", run::describe(&cmd));
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start `{}`", run::describe(&cmd)))?;
+    ensure!(out.status.success(), "building tr7-bench failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|msg| {
+            (msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "tr7-bench")
+                .then(|| msg["executable"].as_str().map(PathBuf::from))
+                .flatten()
+        })
+        .context("cargo built no tr7-bench executable")
+}
+
 // ---------------------------------------------------------------------------------------
 // The initramfs
 
@@ -674,9 +730,9 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The guest's `/init`: mounts, modules, every test binary, the marker, power off. A module
-/// that does not load is a failure: the guest exists to have what this machine lacks.
-fn init_script(kernel: &Kernel, tests: &[String], filter: Option<&str>) -> String {
+/// The guest's `/init`: mounts, modules, `body` (which sets `rc`), the marker, power off. A
+/// module that does not load is a failure: the guest exists to have what this machine lacks.
+fn init_script(kernel: &Kernel, body: &str) -> String {
     let mut s = String::from(
         r#"#!/usr/bin/bash
 # TR7 guest init, written by `cargo xtask vm-test` (xtask/src/vm.rs).
@@ -709,6 +765,14 @@ ip link set lo up
         );
     }
     s.push_str("echo \"TR7-VM: kernel $(uname -r), modules loaded\"\nrc=0\n");
+    s.push_str(body);
+    s.push_str("finish $rc\n");
+    s
+}
+
+/// The part of `/init` that runs every guest test binary (`--ignored`, filtered).
+fn tests_script(tests: &[String], filter: Option<&str>) -> String {
+    let mut s = String::new();
     for t in tests {
         let filter = filter.map(quote).unwrap_or_default();
         // Guest tests are #[ignore]d on the host; here they run. Known gaps are skipped by
@@ -723,7 +787,6 @@ ip link set lo up
             "echo \"TR7-VM: running {t}\"\n/tests/{t} --ignored --test-threads=1{skips} {filter} || rc=1"
         );
     }
-    s.push_str("finish $rc\n");
     s
 }
 
@@ -731,10 +794,12 @@ ip link set lo up
 /// Empty: the last one (offloaded VLAN tags) is fixed; keep the mechanism for the next.
 const KNOWN_GAPS: &[(&str, &str)] = &[];
 
+/// Writes the initramfs: programs, modules, `binaries` under `/tests/`, and `/init`
+/// running `body`.
 fn initramfs(
     kernel: &Kernel,
     binaries: &[(String, PathBuf)],
-    filter: Option<&str>,
+    body: &str,
 ) -> anyhow::Result<PathBuf> {
     let mut cpio = Cpio::default();
     for d in [
@@ -772,12 +837,7 @@ fn initramfs(
             .is_ok_and(|s| s.success());
         cpio.program(if ok { &small } else { exe }, &format!("tests/{name}"))?;
     }
-    let names: Vec<String> = binaries.iter().map(|(n, _)| n.clone()).collect();
-    cpio.file(
-        "init",
-        init_script(kernel, &names, filter).into_bytes(),
-        0o755,
-    );
+    cpio.file("init", init_script(kernel, body).into_bytes(), 0o755);
     let mut out = Vec::new();
     cpio.write(&mut out);
     let path = vm_dir().join("initramfs.cpio");
