@@ -83,6 +83,8 @@ pub struct Announcer {
     iface: String,
     frames: Vec<(IpAddr, Vec<u8>)>,
     sender: Sender,
+    /// Why the live-frames path is not used, when it is not.
+    unavailable: Option<String>,
     burst: Burst,
     /// The rounds after the first run on this thread, so the VRRP driver's thread is not
     /// held up by the pacing. Each request carries the generation it belongs to.
@@ -143,7 +145,11 @@ impl Sender {
     }
 
     fn path(&self) -> &'static str {
-        if self.live.is_some() { "xdp_live" } else { "af_packet" }
+        if self.live.is_some() {
+            "xdp_live"
+        } else {
+            "af_packet"
+        }
     }
 }
 
@@ -246,6 +252,7 @@ impl Announcer {
             iface: iface.to_owned(),
             frames,
             sender,
+            unavailable,
             burst,
             repeats: None,
             generation: Arc::new(AtomicU64::new(0)),
@@ -267,6 +274,11 @@ impl Announcer {
     /// The path the frames take: `xdp_live` or `af_packet`.
     pub fn path(&self) -> &'static str {
         self.sender.path()
+    }
+
+    /// Why the frames do not go by live frames (`None` on the `xdp_live` path).
+    pub fn live_frames_unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     /// The pre-built frames, per VIP, exactly as they are sent.

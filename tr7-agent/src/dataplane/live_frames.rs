@@ -56,6 +56,8 @@ struct TestRunAttr {
     flags: u32,
     cpu: u32,
     batch_size: u32,
+    /// Explicit, so it is zero: the kernel refuses non-zero bytes after the last field.
+    _pad: u32,
 }
 
 /// `struct xdp_md`, the context given to the program; only `data_end` and
@@ -159,7 +161,11 @@ impl LiveFrames {
         match self.run(ifindex, &frame, 1, TEST_XDP_MAX_BATCH + 1) {
             Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {}
             Err(e) => return Err(Unavailable::Kernel(e.to_string())),
-            Ok(()) => return Err(Unavailable::Kernel("an oversized batch was accepted".into())),
+            Ok(()) => {
+                return Err(Unavailable::Kernel(
+                    "an oversized batch was accepted".into(),
+                ));
+            }
         }
         let features = xdp_features(ifindex).map_err(|e| Unavailable::NoFeatures(e.to_string()))?;
         if features & NETDEV_XDP_ACT_NDO_XMIT == 0 {
@@ -303,6 +309,7 @@ mod tests {
         assert_eq!(std::mem::offset_of!(TestRunAttr, ctx_in), 48);
         assert_eq!(std::mem::offset_of!(TestRunAttr, flags), 64);
         assert_eq!(std::mem::offset_of!(TestRunAttr, batch_size), 72);
+        assert_eq!(std::mem::size_of::<TestRunAttr>(), 80);
         assert_eq!(std::mem::size_of::<XdpMd>(), 24);
     }
 
