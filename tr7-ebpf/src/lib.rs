@@ -1,5 +1,6 @@
 //! The eBPF programs live in the binary targets: `tr7-dataplane` (src/main.rs, the gate and
-//! guard) and `tr7-baseline` (src/bin/baseline.rs, the benchmark's empty program). This
+//! guard), `tr7-baseline` (src/bin/baseline.rs, the benchmark's empty program) and
+//! `tr7-announce` (src/bin/announce.rs, the announcement emitter for live frames). This
 //! library target holds what both binaries need, and exists so tr7-agent can name this
 //! crate as a build dependency, which makes cargo rebuild the agent when the programs change.
 #![no_std]

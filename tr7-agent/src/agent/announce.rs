@@ -2,14 +2,22 @@
 //! advertisements for IPv6 VIPs, so that clients and switches move to this node at once.
 //!
 //! The frames are built when the agent starts, from the interface's MAC, so a takeover
-//! only sends bytes that already exist. They leave through an AF_PACKET socket made in the
-//! interface's namespace: the kernel parses the Ethernet header itself (`sll_protocol` 0),
-//! and the frames cross the TC egress hook, so the guard checks them like any other frame
-//! (which is why ownership is written before the announcement). Emission from the data
-//! plane (XDP live frames) is a later step.
+//! only sends bytes that already exist. They leave by one of two paths, chosen per
+//! interface at start-up and logged (`path`):
+//! - `xdp_live`: from the data plane, BPF_PROG_TEST_RUN with live frames on the
+//!   `tr7_announce` XDP program (see `dataplane::live_frames`), when the kernel and the
+//!   device allow it. The frames go straight to the driver: no qdisc, no TC egress guard.
+//! - `af_packet`: otherwise, an AF_PACKET socket made in the interface's namespace; the
+//!   kernel parses the Ethernet header itself (`sll_protocol` 0), and the frames cross the
+//!   TC egress hook, so the guard checks them like any other frame (which is why ownership
+//!   is written before the announcement). A live-frames round that fails at run time is
+//!   sent this way too.
 //!
-//! No `unsafe`: the destination `sockaddr_ll` is the one `getifaddrs` reports for the
-//! interface (it carries the ifindex), so neither socket2 nor nix needs a hand-built one.
+//! `TR7_ANNOUNCE_PATH=af_packet` in the environment forces the socket path (tests, and a
+//! way out should a driver misbehave).
+//!
+//! The destination `sockaddr_ll` is the one `getifaddrs` reports for the interface (it
+//! carries the ifindex), so neither socket2 nor nix needs a hand-built one.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
@@ -24,7 +32,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
+use crate::dataplane::live_frames::{LiveFrames, Unavailable};
 use crate::netns;
+
+/// The environment variable that forces the AF_PACKET path (value `af_packet`).
+pub const PATH_ENV: &str = "TR7_ANNOUNCE_PATH";
 
 /// How many times each frame is sent, and how far apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +83,8 @@ pub struct Announcer {
     iface: String,
     frames: Vec<(IpAddr, Vec<u8>)>,
     sender: Sender,
+    /// Why the live-frames path is not used, when it is not.
+    unavailable: Option<String>,
     burst: Burst,
     /// The rounds after the first run on this thread, so the VRRP driver's thread is not
     /// held up by the pacing. Each request carries the generation it belongs to.
@@ -82,21 +96,71 @@ pub struct Announcer {
     worker: Option<JoinHandle<()>>,
 }
 
-/// One AF_PACKET socket bound to nothing, and the interface's address to send to.
+/// One AF_PACKET socket bound to nothing, and the interface's address to send to; and the
+/// live-frames program when this interface takes live frames.
 #[derive(Clone)]
 struct Sender {
     socket: Arc<Socket>,
     to: LinkAddr,
+    live: Option<&'static LiveFrames>,
+    /// The namespace the live-frames test run must be issued in (the ifindex is looked up
+    /// in the caller's namespace); `None`: the caller's.
+    netns: Option<String>,
 }
 
 impl Sender {
+    /// Sends one round. Must run in `self.netns` (see [`Sender::round`]) for the live path.
     fn send(&self, iface: &str, vip: IpAddr, frame: &[u8]) {
+        if let Some(live) = self.live {
+            match live.transmit(self.to.ifindex() as u32, frame, 1) {
+                Ok(()) => return,
+                Err(error) => {
+                    warn!(%iface, %vip, %error, path = "af_packet",
+                        "live-frames transmission failed; this frame goes by AF_PACKET");
+                }
+            }
+        }
         let result =
             nix::sys::socket::sendto(self.socket.as_raw_fd(), frame, &self.to, MsgFlags::empty());
         if let Err(error) = result {
             warn!(%iface, %vip, %error, "announcement frame not sent");
         }
     }
+
+    /// Sends every frame once, in the interface's namespace when the live path needs it.
+    fn round(&self, iface: &str, frames: &[(IpAddr, Vec<u8>)]) {
+        let send_all = || {
+            for (vip, frame) in frames {
+                self.send(iface, *vip, frame);
+            }
+        };
+        match (&self.live, &self.netns) {
+            (Some(_), Some(ns)) => {
+                if let Err(error) = netns::within(Some(ns), send_all) {
+                    warn!(%iface, %error, "announcement round not sent");
+                }
+            }
+            _ => send_all(),
+        }
+    }
+
+    fn path(&self) -> &'static str {
+        if self.live.is_some() {
+            "xdp_live"
+        } else {
+            "af_packet"
+        }
+    }
+}
+
+/// Chooses the path for `ifindex`; runs in the interface's namespace.
+fn choose_live(ifindex: u32) -> Result<&'static LiveFrames, Unavailable> {
+    if std::env::var(PATH_ENV).is_ok_and(|v| v == "af_packet") {
+        return Err(Unavailable::Forced);
+    }
+    let live = LiveFrames::shared()?;
+    live.probe(ifindex)?;
+    Ok(live)
 }
 
 impl Announcer {
@@ -116,7 +180,7 @@ impl Announcer {
                 source,
             }
         };
-        let (socket, link, link_local) = netns::within(netns, || {
+        let (socket, link, link_local, live) = netns::within(netns, || {
             // Protocol 0: this socket only sends; it receives nothing.
             let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
                 .map_err(setup("open an AF_PACKET socket"))?;
@@ -131,7 +195,8 @@ impl Announcer {
                 .iter()
                 .filter_map(|a| a.address.as_ref()?.as_sockaddr_in6().map(|s| s.ip()))
                 .find(Ipv6Addr::is_unicast_link_local);
-            Ok((socket, link, link_local))
+            let live = link.map(|l| choose_live(l.ifindex() as u32));
+            Ok((socket, link, link_local, live))
         })
         .map_err(|source| AnnounceError::Netns {
             iface: iface.to_owned(),
@@ -159,9 +224,16 @@ impl Announcer {
                 (vip, frame)
             })
             .collect();
+        let (live, unavailable) = match live {
+            Some(Ok(live)) => (Some(live), None),
+            Some(Err(why)) => (None, Some(why.to_string())),
+            None => (None, None),
+        };
         let sender = Sender {
             socket: Arc::new(socket),
             to: link,
+            live,
+            netns: netns.map(str::to_owned),
         };
         let burst = Burst {
             count: burst.count.max(1),
@@ -172,13 +244,15 @@ impl Announcer {
             vips = ?vips,
             count = burst.count,
             pacing_ms = burst.pacing.as_millis() as u64,
-            path = "af_packet",
-            "announcement frames built; emission from an AF_PACKET socket (XDP live frames not yet)"
+            path = sender.path(),
+            live_frames_unavailable = unavailable.as_deref().unwrap_or(""),
+            "announcement frames built"
         );
         Ok(Self {
             iface: iface.to_owned(),
             frames,
             sender,
+            unavailable,
             burst,
             repeats: None,
             generation: Arc::new(AtomicU64::new(0)),
@@ -189,13 +263,27 @@ impl Announcer {
     /// Sends the burst: the first round now, on the calling thread; the other rounds
     /// paced on a worker thread.
     pub fn announce(&mut self) {
-        for (vip, frame) in &self.frames {
-            self.sender.send(&self.iface, *vip, frame);
-        }
-        debug!(iface = %self.iface, frames = self.frames.len(), "announcement round sent");
+        self.sender.round(&self.iface, &self.frames);
+        debug!(iface = %self.iface, frames = self.frames.len(), path = self.sender.path(),
+            "announcement round sent");
         if self.burst.count > 1 {
             self.repeat();
         }
+    }
+
+    /// The path the frames take: `xdp_live` or `af_packet`.
+    pub fn path(&self) -> &'static str {
+        self.sender.path()
+    }
+
+    /// Why the frames do not go by live frames (`None` on the `xdp_live` path).
+    pub fn live_frames_unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+
+    /// The pre-built frames, per VIP, exactly as they are sent.
+    pub fn frames(&self) -> &[(IpAddr, Vec<u8>)] {
+        &self.frames
     }
 
     /// Drops the rounds of the current burst that are not sent yet (on release).
@@ -214,6 +302,19 @@ impl Announcer {
             let worker = std::thread::Builder::new()
                 .name(format!("announce-{iface}"))
                 .spawn(move || {
+                    // This thread stays in the interface's namespace, so the live rounds
+                    // need no namespace switch; AF_PACKET sends work from anywhere.
+                    let mut sender = sender;
+                    let _entered = match sender.netns.take().map(|ns| netns::enter(&ns)) {
+                        Some(Ok(entered)) => Some(entered),
+                        Some(Err(error)) => {
+                            warn!(%iface, %error, path = "af_packet",
+                                "announcement worker cannot enter the namespace");
+                            sender.live = None;
+                            None
+                        }
+                        None => None,
+                    };
                     while let Ok(wanted) = rx.recv() {
                         for _ in 1..burst.count {
                             std::thread::sleep(burst.pacing);
@@ -221,9 +322,7 @@ impl Announcer {
                                 debug!(%iface, "announcement burst cancelled");
                                 break;
                             }
-                            for (vip, frame) in &frames {
-                                sender.send(&iface, *vip, frame);
-                            }
+                            sender.round(&iface, &frames);
                         }
                     }
                 });

@@ -3,6 +3,7 @@
 //! a restarted agent adopts them), and typed access to the maps.
 
 mod attach;
+pub mod live_frames;
 mod maps;
 pub mod object;
 pub mod vlan_offload;
