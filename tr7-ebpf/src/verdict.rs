@@ -7,7 +7,9 @@ use tr7_common::{
     VipKey, VipState, vip_hash,
 };
 
-use crate::maps::{TR7_CLOCK, TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIP_TABLE};
+use crate::maps::{
+    TR7_CLOCK, TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIP_TABLE,
+};
 
 /// The VLAN tags a frame was seen with, outermost first (0 where absent).
 #[derive(Clone, Copy)]
