@@ -23,6 +23,18 @@ pub static TR7_VIPS: HashMap<VipKey, VipState> = HashMap::pinned(MAX_VIPS, 0);
 #[map]
 pub static TR7_FENCE: Array<Fence> = Array::pinned(1, 0);
 
+/// Per CPU: the last clock reading of the fence check and the jiffies it was taken at
+/// (`verdict::now_ns`). A cache, not state: not pinned, each program instance has its own.
+#[map]
+pub static TR7_CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ClockCache {
+    pub jiffies: u64,
+    pub now_ns: u64,
+}
+
 #[map]
 pub static TR7_IFACE_STATS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_ATTACHMENTS, 0);
 

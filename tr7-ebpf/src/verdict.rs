@@ -1,13 +1,15 @@
 //! Ownership decisions shared by the gate and the guard: the VIP lookup, the liveness fence,
 //! and the counters every verdict increments.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use tr7_common::{
     FAMILY_IPV4, FAMILY_IPV6, Reason, SLOT_EMPTY, SLOT_USED, VIP_TABLE_PROBES, VIP_TABLE_SIZE,
     VipKey, VipState, vip_hash,
 };
 
-use crate::maps::{TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIP_TABLE};
+use crate::maps::{
+    TR7_CLOCK, TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIP_TABLE,
+};
 
 /// The VLAN tags a frame was seen with, outermost first (0 where absent).
 #[derive(Clone, Copy)]
@@ -82,9 +84,36 @@ pub fn fenced() -> bool {
     if fence.interval_ns == 0 {
         return false;
     }
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    now.saturating_sub(fence.heartbeat_ns) > fence.interval_ns
+    now_ns().saturating_sub(fence.heartbeat_ns) > fence.interval_ns
+}
+
+/// CLOCK_MONOTONIC_COARSE (the clock the agent's heartbeat is written in, as of the last
+/// tick), read through the helper at most once per tick and CPU.
+///
+/// Every helper call costs a call and a return (with the SRSO mitigation, the return is
+/// the expensive part), and `bpf_ktime_get_ns` also reads the clock source, which under a
+/// hypervisor is slow: together about 45 ns per frame on the development machine, as much
+/// as the rest of the gate (docs/performance.md). `bpf_jiffies64` is inlined by the
+/// verifier into one load, and the coarse clock only moves when jiffies do, so the reading
+/// taken at the current jiffies value is reused. The fence may fire up to two ticks late
+/// (the tick updates jiffies just before the coarse clock: 8 ms at HZ=250); the shortest
+/// fence is Master_Down_Interval + advert interval at 10 ms adverts, over 40 ms.
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: bpf_jiffies64 and bpf_ktime_get_coarse_ns have no preconditions.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(cache) = TR7_CLOCK.get_ptr_mut(0) else {
+        // SAFETY: as above.
+        return unsafe { bpf_ktime_get_coarse_ns() };
+    };
+    // SAFETY: a per-CPU value of this CPU; nothing else writes it concurrently.
+    let cache = unsafe { &mut *cache };
+    if cache.jiffies != jiffies || cache.now_ns == 0 {
+        cache.jiffies = jiffies;
+        // SAFETY: as above.
+        cache.now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    }
+    cache.now_ns
 }
 
 /// Whether this node may speak for `state`'s VIP right now.
