@@ -160,7 +160,12 @@ impl Keepalived {
     }
 
     /// [`Keepalived::start`] with `tracking`.
-    pub fn start_tracked(ns: &str, tag: &str, config: KeepalivedConfig, tracking: &Tracking) -> Self {
+    pub fn start_tracked(
+        ns: &str,
+        tag: &str,
+        config: KeepalivedConfig,
+        tracking: &Tracking,
+    ) -> Self {
         assert!(
             Command::new("keepalived").arg("--version").output().is_ok(),
             "keepalived is not installed: run `cargo xtask setup`"
