@@ -967,4 +967,21 @@ mod tests {
         let msg = [8, 0, 0, 0, 0, 1, 0, 1];
         assert_eq!(checksum(&msg), 0xf7fd);
     }
+
+    // Proves that every fault named in `--faults`' help parses, to a distinct fault whose
+    // table name is distinct, and that an unknown name is refused.
+    #[test]
+    fn fault_names_parse() {
+        let faults: Vec<Fault> = Fault::KNOWN
+            .split(", ")
+            .map(|n| Fault::parse(n).unwrap_or_else(|| panic!("`{n}` does not parse")))
+            .collect();
+        assert_eq!(faults.len(), 6);
+        for (i, f) in faults.iter().enumerate() {
+            for g in &faults[i + 1..] {
+                assert!(f != g && f.name() != g.name(), "{f:?} and {g:?}");
+            }
+        }
+        assert_eq!(Fault::parse("carrier"), None);
+    }
 }
