@@ -13,12 +13,24 @@
 //! that pause is reported as the stall (noise floor) of the run, not as outage.
 //!
 //! Faults ([`Fault`]) are done to the master, node-a, which then recovers ([`recover`]:
-//! restarted) and preempts again before the next one. Issue 6 adds carrier and gateway
-//! loss as further faults: a variant, its `name`, its arm in `Node::inflict` and in
-//! `recover`, and its name in `tr7-bench`'s `--faults` parser.
+//! restarted, or the cause undone) and preempts again before the next one.
+//!
+//! Besides the process faults (kill -9, SIGTERM), issue 6's faults keep the process
+//! running and take away what the node needs upstream. So the VIP interface of each node
+//! is a bridge `br0` over the segment port `eth0` and two uplinks to an `up` namespace:
+//! `up0` is a veth whose ifindex equals its peer's (the kernel's slow, linkwatch-batched
+//! carrier path of a physical NIC, ../shared/MACHINE.md), `up1` one with different
+//! ifindexes (the urgent path). A gateway namespace (192.0.2.254) sits on the segment.
+//! TR7's VIP has method `link-and-gateway` (docs/signals.md: the bridge's declared ports
+//! and an ARP check of the gateway every 10 ms, fall 3); keepalived tracks `up0` and
+//! `up1` (`track_interface`) and runs a `track_script` pinging the gateway at its
+//! smallest interval, 1 s, fall 1. The faults: `ip link set` of the uplink's far end down
+//! (on a quiet host, and 100 ms after another slow-path link event, which makes
+//! linkwatch wait out the rest of its one-second rate limit), and an nftables drop of
+//! node-a's ARP and IP in the gateway namespace.
 
 use std::fs::File;
-use std::io::IoSliceMut;
+use std::io::{IoSliceMut, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -35,13 +47,17 @@ use nix::sys::socket::{
 use nix::sys::time::TimeVal;
 
 use crate::bpf::PinDir;
-use crate::keepalived::{Keepalived, KeepalivedConfig};
-use crate::lab::Lab;
+use crate::keepalived::{Keepalived, KeepalivedConfig, PingScript, Tracking};
+use crate::lab::{Lab, ip};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const NODE_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const NODE_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const VRID: u8 = 51;
+/// The gateway of the segment, in its own namespace (issue 6's gateway loss).
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
+/// TR7's gateway check interval (and timeout); fall and rise are 3.
+const PROBE_MS: u32 = 10;
 
 /// Which VRRP implementation runs on both nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +83,17 @@ pub enum Fault {
     Kill9,
     /// SIGTERM: priority 0, VIPs released, clean exit.
     Sigterm,
+    /// node-a's uplink `up0` loses carrier on the kernel's slow path (equal ifindexes),
+    /// on a host without other link events in the last second.
+    CarrierSlow,
+    /// The same, 100 ms after another slow-path carrier change on the host (a spare veth
+    /// pair in the uplink namespace): linkwatch then holds the event back until a second
+    /// has passed since its previous run.
+    CarrierSlowBusy,
+    /// node-a's uplink `up1` loses carrier on the fast path (different ifindexes).
+    CarrierFast,
+    /// The gateway stops answering node-a: nftables drops its ARP and IP there.
+    Gateway,
 }
 
 impl Fault {
@@ -74,7 +101,34 @@ impl Fault {
         match self {
             Fault::Kill9 => "kill -9",
             Fault::Sigterm => "SIGTERM",
+            Fault::CarrierSlow => "carrier slow",
+            Fault::CarrierSlowBusy => "carrier slow+event",
+            Fault::CarrierFast => "carrier fast",
+            Fault::Gateway => "gateway",
         }
+    }
+
+    /// The name on the command line (`--faults`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "kill9" => Fault::Kill9,
+            "sigterm" => Fault::Sigterm,
+            "carrier-slow" => Fault::CarrierSlow,
+            "carrier-slow-busy" => Fault::CarrierSlowBusy,
+            "carrier-fast" => Fault::CarrierFast,
+            "gateway" => Fault::Gateway,
+            _ => return None,
+        })
+    }
+
+    pub const KNOWN: &str =
+        "kill9, sigterm, carrier-slow, carrier-slow-busy, carrier-fast, gateway";
+
+    fn is_carrier(self) -> bool {
+        matches!(
+            self,
+            Fault::CarrierSlow | Fault::CarrierSlowBusy | Fault::CarrierFast
+        )
     }
 }
 
@@ -89,8 +143,16 @@ impl Default for Opts {
     fn default() -> Self {
         Self {
             rounds: 3,
-            intervals: [1000, 100, 10].map(Duration::from_millis).to_vec(),
-            faults: vec![Fault::Kill9, Fault::Sigterm],
+            // Issue 6's intervals; 1 s (issue 5's table) on request.
+            intervals: [100, 10].map(Duration::from_millis).to_vec(),
+            faults: vec![
+                Fault::Kill9,
+                Fault::Sigterm,
+                Fault::CarrierSlow,
+                Fault::CarrierSlowBusy,
+                Fault::CarrierFast,
+                Fault::Gateway,
+            ],
             impls: vec![Impl::Tr7, Impl::Keepalived],
         }
     }
@@ -106,6 +168,9 @@ struct Outage {
     /// The client's longest pause between two requests in the second before the fault:
     /// how much this machine stalls a 1 ms sender (not counted in `gap`).
     noise: Duration,
+    /// From just before the fault was done until node-b owned the VIP (polled every
+    /// 2 ms); `None` when it never did within the window.
+    takeover: Option<Duration>,
 }
 
 /// Runs every (interval, implementation, fault) `rounds` times and prints the table.
@@ -138,10 +203,22 @@ pub fn run(opts: &Opts, tr7: &Path) {
     }
     println!();
     println!(
-        "{:>8}  {:<8}  {:>22}  {:>22}  {:>9}",
-        "interval", "fault", "TR7 median/max ms", "keepalived median/max", "stall ms"
+        "outage: the segment client's loss; takeover: fault to node-b owning the VIP (what a \
+         client behind the failed uplink or gateway loses); median / max ms"
+    );
+    println!(
+        "{:>8}  {:<18}  {:>16}  {:>16}  {:>16}  {:>16}  {:>8}",
+        "interval",
+        "fault",
+        "TR7 outage",
+        "TR7 takeover",
+        "keepalived outage",
+        "ka takeover",
+        "stall ms"
     );
     let mut sigterm_ok = true;
+    let mut carrier_ok = true;
+    let mut gateway_ok = true;
     let mut not_worse = true;
     for (interval, fault, t, k) in &rows {
         let cell = |o: &Option<Vec<Outage>>| match o {
@@ -156,6 +233,18 @@ pub fn run(opts: &Opts, tr7: &Path) {
                 )
             }
         };
+        let take = |o: &Option<Vec<Outage>>| match o {
+            None => "-".to_owned(),
+            Some(v) => {
+                let (med, max, all) = takeover_summary(v);
+                format!(
+                    "{:.1} / {:.1}{}",
+                    ms(med),
+                    ms(max),
+                    if all { "" } else { " (none)" }
+                )
+            }
+        };
         let noise = t
             .iter()
             .chain(k.iter())
@@ -164,17 +253,28 @@ pub fn run(opts: &Opts, tr7: &Path) {
             .max()
             .unwrap_or_default();
         println!(
-            "{:>8}  {:<8}  {:>22}  {:>22}  {:>9.1}",
+            "{:>8}  {:<18}  {:>16}  {:>16}  {:>16}  {:>16}  {:>8.1}",
             format!("{}ms", interval.as_millis()),
             fault.name(),
             cell(t),
+            take(t),
             cell(k),
+            take(k),
             ms(noise)
         );
         if let Some(t) = t {
             let (med, max, all) = summary(t);
             if *fault == Fault::Sigterm && (max >= Duration::from_millis(10) || !all) {
                 sigterm_ok = false;
+            }
+            // Judged on the takeover: the segment client keeps reaching node-a until then,
+            // a client behind the failed uplink or gateway does not.
+            let (_, tmax, tall) = takeover_summary(t);
+            if fault.is_carrier() && (tmax >= Duration::from_millis(20) || !tall || !all) {
+                carrier_ok = false;
+            }
+            if *fault == Fault::Gateway && (tmax >= Duration::from_millis(100) || !tall || !all) {
+                gateway_ok = false;
             }
             if let Some(k) = k {
                 let (kmed, _, _) = summary(k);
@@ -189,6 +289,19 @@ pub fn run(opts: &Opts, tr7: &Path) {
         println!(
             "target: SIGTERM hand-over under 10 ms at every interval (TR7, every round): {}",
             if sigterm_ok { "met" } else { "NOT met" }
+        );
+    }
+    if opts.impls.contains(&Impl::Tr7) && opts.faults.iter().any(|f| f.is_carrier()) {
+        println!(
+            "target: carrier-loss outage (takeover) under 20 ms on both paths (TR7, every round): {}",
+            if carrier_ok { "met" } else { "NOT met" }
+        );
+    }
+    if opts.impls.contains(&Impl::Tr7) && opts.faults.contains(&Fault::Gateway) {
+        println!(
+            "target: gateway-loss takeover under 100 ms at a {PROBE_MS} ms probe interval \
+             (TR7, every round): {}",
+            if gateway_ok { "met" } else { "NOT met" }
         );
     }
     if opts.impls.len() == 2 {
@@ -211,6 +324,21 @@ fn summary(v: &[Outage]) -> (Duration, Duration, bool) {
         gaps[gaps.len() / 2],
         *gaps.last().unwrap(),
         v.iter().all(|o| o.recovered),
+    )
+}
+
+/// Median and max takeover, and whether node-b took over in every round (a round without
+/// takeover counts as its window, so it shows in the max).
+fn takeover_summary(v: &[Outage]) -> (Duration, Duration, bool) {
+    let mut t: Vec<Duration> = v
+        .iter()
+        .map(|o| o.takeover.unwrap_or(Duration::from_secs(3600)))
+        .collect();
+    t.sort();
+    (
+        t[t.len() / 2],
+        *t.last().unwrap(),
+        v.iter().all(|o| o.takeover.is_some()),
     )
 }
 
@@ -241,14 +369,35 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
     lab.veth_to_bridge(&ns_b, "eth0", &sw, "pb", "br0");
     lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
     lab.addr(&client, "eth0", "192.0.2.1/24");
+    let gw = lab.netns("gw");
+    lab.veth_to_bridge(&gw, "eth0", &sw, "pg", "br0");
+    lab.addr(&gw, "eth0", &format!("{GATEWAY}/24"));
+    // Uplinks: up0 with equal ifindexes (slow path), up1 with different ones (fast path);
+    // x0 (up) / x1 (sw) a spare slow-path pair whose carrier change primes linkwatch.
+    let up = lab.netns("up");
+    veth_indexed(&ns_a, "up0", 40, &up, "ua0", 40);
+    veth_indexed(&ns_a, "up1", 41, &up, "ua1", 51);
+    veth_indexed(&ns_b, "up0", 42, &up, "ub0", 42);
+    veth_indexed(&ns_b, "up1", 43, &up, "ub1", 53);
+    veth_indexed(&up, "x0", 60, &sw, "x1", 60);
+    let env = Env {
+        up: up.clone(),
+        gw: gw.clone(),
+    };
     let dir = std::env::temp_dir().join(format!("{ns_a}-failover"));
     std::fs::create_dir_all(&dir).expect("create the bench directory");
     let file = dir.join("cluster.yaml");
     if which == Impl::Tr7 {
         std::fs::write(&file, cluster_file(interval)).expect("write the cluster file");
     } else {
-        lab.addr(&ns_a, "eth0", "192.0.2.2/24");
-        lab.addr(&ns_b, "eth0", "192.0.2.3/24");
+        for (ns, addr) in [(&ns_a, NODE_A), (&ns_b, NODE_B)] {
+            ip(&["-n", ns, "link", "add", "br0", "type", "bridge"]);
+            for port in ["eth0", "up0", "up1"] {
+                ip(&["-n", ns, "link", "set", port, "master", "br0"]);
+            }
+            ip(&["-n", ns, "link", "set", "br0", "up"]);
+            lab.addr(ns, "br0", &format!("{addr}/24"));
+        }
     }
     // Dropped after the nodes (declared before them): the directories go last.
     let pins = [PinDir::new("failover-a"), PinDir::new("failover-b")];
@@ -269,7 +418,9 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
     let mut starts = 0;
     let b = Node::start(&spec_b, &mut starts);
     let mut a = Node::start(&spec_a, &mut starts);
-    let settle = master_down(interval, 100) + Duration::from_secs(3);
+    // Long enough for re-preemption after a recovered signal, whose flap damping holds
+    // the recovery back by up to 5 s after repeated failures (docs/signals.md).
+    let settle = master_down(interval, 100) + Duration::from_secs(8);
     wait(settle, || a.is_master() && !b.is_master())
         .unwrap_or_else(|| panic!("{}: node-a never became master alone", which.name()));
     let pinger = Pinger::start(&client, VIP);
@@ -283,24 +434,34 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
             })
             .unwrap_or_else(|| panic!("{}: no steady state before round {round}", which.name()));
             std::thread::sleep(Duration::from_secs(1).max(2 * interval));
+            if *fault == Fault::CarrierSlowBusy {
+                // Another slow-path link event 100 ms before the fault.
+                ip(&["-n", &env.up, "link", "set", "x0", "down"]);
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let t0 = now();
-            a.inflict(*fault);
+            env.inflict(&mut a, *fault);
             // Replies from the new master: node-b master and replies flowing again, or
             // the window closes (no recovery).
             let window = master_down(interval, 100) + Duration::from_secs(2);
+            // From t0, not from the end of `inflict` (which includes running `ip`, `nft`
+            // or waiting for the killed process).
+            let takeover = wait(window, || b.is_master()).map(|_| now().saturating_sub(t0));
             let recovered = wait(window, || b.is_master() && pinger.flowing()).is_some();
             std::thread::sleep(Duration::from_millis(20));
             let end = now();
-            let outage = pinger.outage(t0, end, recovered);
+            let mut outage = pinger.outage(t0, end, recovered);
+            outage.takeover = takeover;
             // A killed keepalived leaves its VIP on the interface: the dead node keeps
             // answering for it next to the new master (TR7's fence withdraws it).
             let stale = which == Impl::Keepalived && *fault == Fault::Kill9 && a.is_master();
             eprintln!(
-                "{} {}ms {} round {}: outage {:.1} ms{} (client stall {:.1} ms){}",
+                "{} {}ms {} round {}: takeover {}, outage {:.1} ms{} (client stall {:.1} ms){}",
                 which.name(),
                 interval.as_millis(),
                 fault.name(),
                 round + 1,
+                takeover.map_or("none".into(), |t| format!("{:.1} ms", ms(t))),
                 ms(outage.gap),
                 if recovered { "" } else { ", no recovery" },
                 ms(outage.noise),
@@ -311,7 +472,7 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
                 }
             );
             outages.push(outage);
-            recover(&mut a, *fault, &spec_a, &mut starts);
+            recover(&env, &mut a, *fault, &spec_a, &mut starts);
         }
     }
     wait(settle, || a.is_master() && !b.is_master());
@@ -326,11 +487,88 @@ fn measure(which: Impl, interval: Duration, opts: &Opts, tr7: &Path) -> Vec<(Fau
 
 /// Undoes `fault` on node-a so that it can preempt again: a killed or stopped node is
 /// started again (it adopts its pins). A fault that leaves the process running (carrier
-/// or gateway loss, issue 6) undoes its cause here instead.
-fn recover(a: &mut Node, fault: Fault, spec: &NodeSpec, starts: &mut u32) {
+/// or gateway loss, issue 6) undoes its cause instead.
+fn recover(env: &Env, a: &mut Node, fault: Fault, spec: &NodeSpec, starts: &mut u32) {
     match fault {
         Fault::Kill9 | Fault::Sigterm => *a = Node::start(spec, starts),
+        Fault::CarrierSlow => {
+            ip(&["-n", &env.up, "link", "set", "ua0", "up"]);
+        }
+        Fault::CarrierSlowBusy => {
+            ip(&["-n", &env.up, "link", "set", "ua0", "up"]);
+            ip(&["-n", &env.up, "link", "set", "x0", "up"]);
+        }
+        Fault::CarrierFast => {
+            ip(&["-n", &env.up, "link", "set", "ua1", "up"]);
+        }
+        Fault::Gateway => nft(&env.gw, "flush ruleset\n"),
     }
+}
+
+/// The namespaces issue 6's faults act in.
+struct Env {
+    /// The far ends of the uplinks (`ua0`, `ua1` of node-a) and the spare pair `x0`/`x1`.
+    up: String,
+    /// The gateway.
+    gw: String,
+}
+
+impl Env {
+    /// Does `fault` to node-a; returns once it is done.
+    fn inflict(&self, a: &mut Node, fault: Fault) {
+        match fault {
+            Fault::Kill9 | Fault::Sigterm => a.inflict(fault),
+            Fault::CarrierSlow | Fault::CarrierSlowBusy => {
+                ip(&["-n", &self.up, "link", "set", "ua0", "down"]);
+            }
+            Fault::CarrierFast => {
+                ip(&["-n", &self.up, "link", "set", "ua1", "down"]);
+            }
+            Fault::Gateway => nft(
+                &self.gw,
+                &format!(
+                    "table arp failbench {{\n chain c {{\n type filter hook input priority 0;\n \
+                     arp saddr ip {{ {NODE_A}, {VIP} }} drop\n }}\n}}\n\
+                     table ip failbench {{\n chain c {{\n type filter hook input priority 0;\n \
+                     ip saddr {{ {NODE_A}, {VIP} }} drop\n }}\n}}\n"
+                ),
+            ),
+        }
+    }
+}
+
+/// A veth between `a_ns/a` and `b_ns/b` with chosen ifindexes, both ends up: equal ones
+/// take the kernel's slow (linkwatch-batched) carrier path, different ones the urgent one.
+fn veth_indexed(a_ns: &str, a: &str, a_index: u32, b_ns: &str, b: &str, b_index: u32) {
+    let (ai, bi) = (a_index.to_string(), b_index.to_string());
+    ip(&[
+        "link", "add", a, "index", &ai, "netns", a_ns, "type", "veth", "peer", "name", b, "index",
+        &bi, "netns", b_ns,
+    ]);
+    ip(&["-n", a_ns, "link", "set", a, "up"]);
+    ip(&["-n", b_ns, "link", "set", b, "up"]);
+}
+
+/// `nft -f -` with `script` in namespace `ns`; panics with nft's message when it fails.
+fn nft(ns: &str, script: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nft (Debian package nftables; `cargo xtask setup` installs it)");
+    child
+        .stdin
+        .take()
+        .expect("nft stdin")
+        .write_all(script.as_bytes())
+        .expect("write the nft script");
+    let out = child.wait_with_output().expect("wait for nft");
+    assert!(
+        out.status.success(),
+        "nft in {ns}: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn now() -> Duration {
@@ -359,11 +597,17 @@ fn cluster_file(interval: Duration) -> String {
 name: failover
 nodes: [{{name: node-a}}, {{name: node-b}}]
 interfaces:
-  - name: eth0
-    type: ethernet
+  - {{name: eth0, type: ethernet}}
+  - {{name: up0, type: ethernet}}
+  - {{name: up1, type: ethernet}}
+  - name: br0
+    type: bridge
+    members: [eth0, up0, up1]
     addresses:
       node-a: [{NODE_A}/24]
       node-b: [{NODE_B}/24]
+    gateway:
+      ipv4: {{target: {GATEWAY}, interval: {PROBE_MS}ms, timeout: {PROBE_MS}ms, rise: 3, fall: 3}}
     vrrp:
       unicast:
         node-a: [{NODE_A}]
@@ -371,7 +615,7 @@ interfaces:
       advert_interval: {}ms
       master: {{preferred: node-a, vrid: {VRID}, priority: {{node-a: 200, node-b: 100}}}}
     vips:
-      master: [{{address: {VIP}}}]
+      master: [{{address: {VIP}, method: link-and-gateway}}]
 ",
         interval.as_millis()
     )
@@ -429,11 +673,11 @@ impl Node {
                 } else {
                     (NODE_B, NODE_A, 100)
                 };
-                Node::Keepalived(Keepalived::start(
+                Node::Keepalived(Keepalived::start_tracked(
                     &spec.ns,
                     &format!("{}-{starts}", spec.name),
                     KeepalivedConfig {
-                        iface: "eth0".into(),
+                        iface: "br0".into(),
                         vrid: VRID,
                         priority,
                         interval_cs: u16::try_from(spec.interval.as_millis() / 10).unwrap_or(100),
@@ -441,6 +685,15 @@ impl Node {
                         unicast_peers: vec![IpAddr::V4(peer)],
                         vip: IpAddr::V4(VIP),
                         default_unicast_ttl: false,
+                    },
+                    &Tracking {
+                        interfaces: vec!["up0".into(), "up1".into()],
+                        ping: Some(PingScript {
+                            target: IpAddr::V4(GATEWAY),
+                            interval_s: 1,
+                            fall: 1,
+                            rise: 1,
+                        }),
                     },
                 ))
             }
@@ -470,6 +723,7 @@ impl Node {
                     Fault::Sigterm => {
                         crate::keepalived::signal(&c.id().to_string(), "TERM");
                     }
+                    other => unreachable!("{other:?} is not done to the process"),
                 }
                 let status = c.wait().expect("wait for the agent");
                 if f == Fault::Sigterm && !status.success() {
@@ -481,6 +735,7 @@ impl Node {
             }
             (Node::Keepalived(k), Fault::Kill9) => k.kill9(),
             (Node::Keepalived(k), Fault::Sigterm) => k.terminate(),
+            (_, f) => unreachable!("{f:?} is not done to the process"),
         }
     }
 }
@@ -602,6 +857,7 @@ impl Pinger {
             gap,
             recovered,
             noise,
+            takeover: None,
         }
     }
 }
@@ -710,5 +966,22 @@ mod tests {
     fn icmp_checksum() {
         let msg = [8, 0, 0, 0, 0, 1, 0, 1];
         assert_eq!(checksum(&msg), 0xf7fd);
+    }
+
+    // Proves that every fault named in `--faults`' help parses, to a distinct fault whose
+    // table name is distinct, and that an unknown name is refused.
+    #[test]
+    fn fault_names_parse() {
+        let faults: Vec<Fault> = Fault::KNOWN
+            .split(", ")
+            .map(|n| Fault::parse(n).unwrap_or_else(|| panic!("`{n}` does not parse")))
+            .collect();
+        assert_eq!(faults.len(), 6);
+        for (i, f) in faults.iter().enumerate() {
+            for g in &faults[i + 1..] {
+                assert!(f != g && f.name() != g.name(), "{f:?} and {g:?}");
+            }
+        }
+        assert_eq!(Fault::parse("carrier"), None);
     }
 }

@@ -35,9 +35,71 @@ pub struct KeepalivedConfig {
     pub default_unicast_ttl: bool,
 }
 
+/// What a keepalived instance tracks besides VRRP (`tr7-bench failover`, issue 6): the
+/// carrier of interfaces (`track_interface`, from rtnetlink events) and a `track_script`
+/// that pings a gateway. Without weights, a failure puts the instance in FAULT: it sends
+/// priority 0 and removes its VIPs.
+#[derive(Clone, Debug, Default)]
+pub struct Tracking {
+    pub interfaces: Vec<String>,
+    /// `ping -c1 -W0.5 TARGET` every `interval_s` seconds (keepalived's minimum is 1),
+    /// failed after `fall` failures in a row, up after `rise` successes.
+    pub ping: Option<PingScript>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PingScript {
+    pub target: IpAddr,
+    pub interval_s: u32,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+impl Tracking {
+    fn global(&self) -> String {
+        let Some(p) = &self.ping else {
+            return String::new();
+        };
+        format!(
+            "vrrp_script gateway {{
+    script \"/usr/bin/ping -c1 -n -q -W0.5 {target}\"
+    interval {interval}
+    timeout 1
+    fall {fall}
+    rise {rise}
+}}
+",
+            target = p.target,
+            interval = p.interval_s,
+            fall = p.fall,
+            rise = p.rise,
+        )
+    }
+
+    fn instance(&self) -> String {
+        let mut s = String::new();
+        if !self.interfaces.is_empty() {
+            s.push_str("    track_interface {\n");
+            for i in &self.interfaces {
+                s.push_str(&format!("        {i}\n"));
+            }
+            s.push_str("    }\n");
+        }
+        if self.ping.is_some() {
+            s.push_str("    track_script {\n        gateway\n    }\n");
+        }
+        s
+    }
+}
+
 impl KeepalivedConfig {
     /// The configuration file's text.
     pub fn render(&self) -> String {
+        self.render_tracked(&Tracking::default())
+    }
+
+    /// The configuration file's text with `tracking`.
+    pub fn render_tracked(&self, tracking: &Tracking) -> String {
         let mut unicast = String::new();
         if let Some(src) = self.unicast_src {
             unicast.push_str(&format!("    unicast_src_ip {src}\n"));
@@ -59,13 +121,13 @@ impl KeepalivedConfig {
     vrrp_version 3
     script_user root
 }}
-vrrp_instance tr7 {{
+{global}vrrp_instance tr7 {{
     state BACKUP
     interface {iface}
     virtual_router_id {vrid}
     priority {priority}
     advert_int {interval}
-{unicast}    old_unicast_checksum never
+{unicast}{track}    old_unicast_checksum never
     virtual_ipaddress {{
         {vip}/{prefix}
     }}
@@ -76,6 +138,8 @@ vrrp_instance tr7 {{
             priority = self.priority,
             interval = f64::from(self.interval_cs) / 100.0,
             vip = self.vip,
+            global = tracking.global(),
+            track = tracking.instance(),
         )
     }
 }
@@ -92,6 +156,16 @@ impl Keepalived {
     /// Starts keepalived in namespace `ns`; `tag` names its directory (config, pid files,
     /// log) under the temporary directory.
     pub fn start(ns: &str, tag: &str, config: KeepalivedConfig) -> Self {
+        Self::start_tracked(ns, tag, config, &Tracking::default())
+    }
+
+    /// [`Keepalived::start`] with `tracking`.
+    pub fn start_tracked(
+        ns: &str,
+        tag: &str,
+        config: KeepalivedConfig,
+        tracking: &Tracking,
+    ) -> Self {
         assert!(
             Command::new("keepalived").arg("--version").output().is_ok(),
             "keepalived is not installed: run `cargo xtask setup`"
@@ -100,7 +174,7 @@ impl Keepalived {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the keepalived directory");
         let conf = dir.join("keepalived.conf");
-        fs::write(&conf, config.render()).expect("write keepalived.conf");
+        fs::write(&conf, config.render_tracked(tracking)).expect("write keepalived.conf");
         let log = fs::File::create(dir.join("log")).expect("create the keepalived log");
         let child = Command::new("ip")
             .args([

@@ -14,8 +14,9 @@ enum Bench {
     /// `tr7 apply` of 1,000 interfaces with 4,000 addresses vs `ip -batch`, and a no-change
     /// re-plan (veth pairs and bridge ports; with `--guest`, 1,000 VLANs in the guest kernel).
     Reconcile,
-    /// Client outage when the VRRP master is killed (-9) or stopped (SIGTERM): two `tr7
-    /// agent`s vs two keepalived, advert intervals 1 s, 100 ms, 10 ms.
+    /// Client outage when the VRRP master is killed (-9), stopped (SIGTERM), loses an
+    /// uplink's carrier (slow and fast kernel path) or its gateway: two `tr7 agent`s vs two
+    /// keepalived (track_interface, track_script), advert intervals 100 ms and 10 ms.
     Failover,
 }
 
@@ -29,10 +30,11 @@ pub struct BenchArgs {
     /// Interleaved rounds; the median is reported (default 5; failover: 3).
     #[arg(long)]
     rounds: Option<u32>,
-    /// failover: advert intervals in ms, comma-separated (default 1000,100,10).
+    /// failover: advert intervals in ms, comma-separated (default 100,10).
     #[arg(long)]
     intervals: Option<String>,
-    /// failover: faults, comma-separated: kill9, sigterm (default both).
+    /// failover: faults, comma-separated: kill9, sigterm, carrier-slow, carrier-slow-busy,
+    /// carrier-fast, gateway (default all).
     #[arg(long)]
     faults: Option<String>,
     /// failover: implementations, comma-separated: tr7, keepalived (default both).

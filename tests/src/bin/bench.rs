@@ -91,19 +91,21 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     .ok_or("--faults needs a list, e.g. kill9,sigterm")?;
                 opts.failover.faults = list
                     .split(',')
-                    .map(|v| match v.trim() {
-                        "kill9" => Ok(failover::Fault::Kill9),
-                        "sigterm" => Ok(failover::Fault::Sigterm),
-                        other => Err(format!(
-                            "--faults: unknown fault `{other}` (known: kill9, sigterm)"
-                        )),
+                    .map(|v| {
+                        failover::Fault::parse(v.trim()).ok_or_else(|| {
+                            format!(
+                                "--faults: unknown fault `{}` (known: {})",
+                                v.trim(),
+                                failover::Fault::KNOWN
+                            )
+                        })
                     })
                     .collect::<Result<_, _>>()?;
             }
             other => {
                 return Err(format!(
                     "unknown option `{other}` (known: --repeat N, --rounds N, --against OBJECT, \
-                     and for failover --intervals MS,MS,.., --faults kill9,sigterm and \
+                     and for failover --intervals MS,MS,.., --faults kill9,sigterm,carrier-slow,.. and \
                      --impls tr7,keepalived)"
                 ));
             }
@@ -124,7 +126,8 @@ fn main() -> ExitCode {
     let Some((what, rest)) = args.split_first() else {
         eprintln!(
             "usage: tr7-bench dataplane|config|reconcile|reconcile-vlan|failover [--repeat N] [--rounds N] \
-             [--intervals MS,..] [--faults kill9,sigterm] [--impls tr7,keepalived]"
+             [--intervals MS,..] [--faults kill9,sigterm,carrier-slow,carrier-slow-busy,carrier-fast,gateway] \
+             [--impls tr7,keepalived]"
         );
         return ExitCode::FAILURE;
     };
