@@ -52,8 +52,8 @@ impl CarrierHook {
         }
         let raw = std::fs::read(VMLINUX_BTF)
             .map_err(|e| format!("no kernel BTF ({VMLINUX_BTF}: {e})"))?;
-        let ifindex_offset = member_offset(&raw, "net_device", "ifindex")
-            .map_err(|e| format!("kernel BTF: {e}"))?;
+        let ifindex_offset =
+            member_offset(&raw, "net_device", "ifindex").map_err(|e| format!("kernel BTF: {e}"))?;
         let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
         let mut ebpf = EbpfLoader::new()
             .override_global(global::IFINDEX_OFFSET, &ifindex_offset, true)
@@ -115,7 +115,10 @@ impl CarrierHook {
 
     /// The last events seen (at most 1024), oldest first.
     pub fn events(&self) -> Vec<CarrierEvent> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -66,7 +66,10 @@ pub fn choose(poll: Duration) -> (Mechanism, Option<CarrierHook>) {
     match CarrierHook::start() {
         Ok(hook) => (
             Mechanism {
-                name: format!("ebpf-fexit-carrier+netlink-events+poll-{}ms", poll.as_millis()),
+                name: format!(
+                    "ebpf-fexit-carrier+netlink-events+poll-{}ms",
+                    poll.as_millis()
+                ),
                 why: format!(
                     "fexit on netif_carrier_off/netif_carrier_on attached (net_device.ifindex at byte {} from kernel BTF); netlink events and the poll every {poll:?} confirm",
                     hook.ifindex_offset
@@ -78,7 +81,10 @@ pub fn choose(poll: Duration) -> (Mechanism, Option<CarrierHook>) {
             let fallback = probe_mechanism(poll);
             (
                 Mechanism {
-                    why: format!("eBPF carrier hook unavailable: {hook_error}; {}", fallback.why),
+                    why: format!(
+                        "eBPF carrier hook unavailable: {hook_error}; {}",
+                        fallback.why
+                    ),
                     ..fallback
                 },
                 None,

@@ -37,14 +37,15 @@ mod programs {
         // SAFETY: a volatile read of a global the loader rewrote; no reference escapes.
         let offset = unsafe { core::ptr::read_volatile(&TR7_IFINDEX_OFFSET) };
         // SAFETY: bpf_probe_read_kernel checks the address; a bad one returns an error.
-        let ifindex = unsafe { bpf_probe_read_kernel(dev.wrapping_add(offset as usize).cast::<i32>()) }
-            .unwrap_or(0);
+        let ifindex =
+            unsafe { bpf_probe_read_kernel(dev.wrapping_add(offset as usize).cast::<i32>()) }
+                .unwrap_or(0);
         let event = CarrierEvent {
             ifindex: ifindex as u32,
             carrier,
         };
         // A full ring drops the event; the agent's poll still sees the change.
-        let _ = CARRIER_EVENTS.output(&event, 0);
+        let _ = CARRIER_EVENTS.output::<CarrierEvent>(event, 0);
         0
     }
 
