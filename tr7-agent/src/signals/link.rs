@@ -373,3 +373,28 @@ pub fn observe(link: &LinkMessage) -> Option<(String, PortObs)> {
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the kernel probe reports what it chose: the hook's name when it attached, else
+    // the fallback's name with the reason the hook is missing (on this machine's kernel:
+    // fexit does not load; in a build with AYA_BUILD_SKIP=1: no object). Prints the choice.
+    #[test]
+    fn choose_names_the_mechanism_and_why() {
+        let (m, hook) = choose(Duration::from_millis(10));
+        eprintln!("carrier mechanism: {} ({})", m.name, m.why);
+        if hook.is_some() {
+            assert_eq!(m.name, "ebpf-fexit-carrier+netlink-events+poll-10ms");
+            assert!(m.why.contains("net_device.ifindex at byte"), "{}", m.why);
+        } else {
+            assert_eq!(m.name, "netlink-events+poll-10ms");
+            let reason = m
+                .why
+                .strip_prefix("eBPF carrier hook unavailable: ")
+                .unwrap_or_else(|| panic!("no reason given: {}", m.why));
+            assert!(reason.len() > "; RTM_GETLINK".len() + 10, "{}", m.why);
+        }
+    }
+}
