@@ -181,20 +181,37 @@ pub fn spawn_with(
     let owned = netns.clone();
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || watch(owned, names, poll, events, query, wake, tx, stop))
+        .spawn(move || {
+            let sockets = Sockets {
+                events,
+                query,
+                wake,
+            };
+            watch(owned, names, poll, sockets, tx, stop)
+        })
         .map_err(spawn_err)
+}
+
+/// What wakes a watcher (link events, the hook) and what it dumps with.
+struct Sockets {
+    events: Socket,
+    query: Socket,
+    wake: Option<Wake>,
 }
 
 fn watch(
     netns: Option<String>,
     names: Vec<String>,
     poll: Duration,
-    events: Socket,
-    query: Socket,
-    wake: Option<Wake>,
+    sockets: Sockets,
     tx: impl Fn(LinkSnapshot) -> bool,
     stop: Arc<AtomicBool>,
 ) {
+    let Sockets {
+        events,
+        query,
+        wake,
+    } = sockets;
     let mut last: Option<BTreeMap<String, PortObs>> = None;
     let mut seq = 0u32;
     let mut buf = vec![0u8; 64 * 1024];
