@@ -9,6 +9,10 @@ pub mod program {
     pub const GATE: &str = "tr7_gate";
     /// TC egress: drops frames that would speak for a VIP this node does not own.
     pub const GUARD: &str = "tr7_guard";
+    /// fexit on `netif_carrier_off` (the carrier object, `tr7-carrier`).
+    pub const CARRIER_OFF: &str = "tr7_carrier_off";
+    /// fexit on `netif_carrier_on`.
+    pub const CARRIER_ON: &str = "tr7_carrier_on";
 }
 
 /// Names of the maps in the eBPF object. They are pinned by these names.
@@ -28,6 +32,8 @@ pub mod map {
     /// [`crate::IfaceKey`] → [`crate::Attachment`]: which counter slot and scope each
     /// attachment was given. Written and read by user space only.
     pub const ATTACHMENTS: &str = "TR7_ATTACHMENTS";
+    /// Ring buffer of [`crate::CarrierEvent`] (the carrier object; not pinned).
+    pub const CARRIER_EVENTS: &str = "CARRIER_EVENTS";
 }
 
 /// Globals set by the loader in each program instance. One instance is loaded per attached
@@ -38,6 +44,9 @@ pub mod global {
     pub const SCOPE: &str = "TR7_SCOPE";
     /// `u32`: this attachment's row in the per-interface counters.
     pub const SLOT: &str = "TR7_SLOT";
+    /// `u32`: offset of `ifindex` in the kernel's `struct net_device` (carrier object),
+    /// found in the running kernel's BTF.
+    pub const IFINDEX_OFFSET: &str = "TR7_IFINDEX_OFFSET";
 }
 
 /// Capacity of the VIP directory and of the per-VIP counter array.
@@ -293,7 +302,18 @@ pub struct VipCounters {
     pub tx_guarded_bytes: u64,
 }
 
+/// One carrier change, from the fexit programs on `netif_carrier_off`/`netif_carrier_on`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CarrierEvent {
+    /// `dev->ifindex` (in the device's own namespace).
+    pub ifindex: u32,
+    /// 1: `netif_carrier_on`, 0: `netif_carrier_off`.
+    pub carrier: u32,
+}
+
 const _: () = {
+    assert!(core::mem::size_of::<CarrierEvent>() == 8);
     assert!(core::mem::size_of::<VipKey>() == 28);
     assert!(core::mem::size_of::<Attachment>() == 8);
     assert!(core::mem::size_of::<VipState>() == 8);
@@ -327,4 +347,6 @@ mod pod {
     unsafe impl aya::Pod for IfaceCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for VipCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CarrierEvent {}
 }

@@ -8,8 +8,9 @@
 //! event makes the fast path (urgent events) faster still. No process is forked; the sockets
 //! live in the namespace of the interfaces, entered by this thread only.
 //!
-//! An eBPF hook on `netif_carrier_off`/`netif_carrier_on` (fentry) would remove the poll;
-//! [`probe_mechanism`] says which mechanism runs and why.
+//! Where the kernel allows it, the eBPF hook on `netif_carrier_off`/`netif_carrier_on`
+//! (`hook.rs`) wakes the watcher at the carrier change itself; the events and the poll stay
+//! as confirmation and fallback. [`choose`] probes the kernel and says which runs and why.
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
@@ -30,6 +31,7 @@ use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use thiserror::Error;
 use tracing::warn;
 
+use super::hook::{CarrierHook, Wake};
 use super::tracker::PortObs;
 use crate::netns;
 
@@ -48,18 +50,46 @@ pub struct Mechanism {
     pub why: String,
 }
 
-/// Picks the fastest carrier mechanism available. The fentry hook on the carrier functions
-/// is not built yet, so this is netlink events plus the poll everywhere; the kernel's
-/// support is still probed and reported, so the log says what a hook would have.
+/// The mechanism without the hook: netlink events plus the poll (what [`choose`] falls back
+/// to, and what a plan shows before the kernel is probed).
 pub fn probe_mechanism(poll: Duration) -> Mechanism {
-    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
     Mechanism {
         name: format!("netlink-events+poll-{}ms", poll.as_millis()),
-        why: format!(
-            "fentry carrier hook not built into this agent (kernel BTF {}); RTM_GETLINK poll every {:?} bounds the linkwatch delay",
-            if btf { "present" } else { "absent" },
-            poll
+        why: format!("RTM_GETLINK poll every {poll:?} bounds the linkwatch delay"),
+    }
+}
+
+/// Probes the kernel and picks the fastest carrier mechanism: the fexit hook on the carrier
+/// functions (with netlink events and the poll kept as confirmation and fallback) when it
+/// loads and attaches, else netlink events plus the poll, saying why the hook is missing.
+pub fn choose(poll: Duration) -> (Mechanism, Option<CarrierHook>) {
+    match CarrierHook::start() {
+        Ok(hook) => (
+            Mechanism {
+                name: format!(
+                    "ebpf-fexit-carrier+netlink-events+poll-{}ms",
+                    poll.as_millis()
+                ),
+                why: format!(
+                    "fexit on netif_carrier_off/netif_carrier_on attached (net_device.ifindex at byte {} from kernel BTF); netlink events and the poll every {poll:?} confirm",
+                    hook.ifindex_offset
+                ),
+            },
+            Some(hook),
         ),
+        Err(hook_error) => {
+            let fallback = probe_mechanism(poll);
+            (
+                Mechanism {
+                    why: format!(
+                        "eBPF carrier hook unavailable: {hook_error}; {}",
+                        fallback.why
+                    ),
+                    ..fallback
+                },
+                None,
+            )
+        }
     }
 }
 
@@ -83,7 +113,8 @@ pub enum LinkError {
 pub struct LinkSnapshot {
     pub netns: Option<String>,
     pub at: Instant,
-    /// `event` (an RTM_NEWLINK/DELLINK arrived) or `poll`.
+    /// `ebpf` (the carrier hook woke the watcher), `event` (an RTM_NEWLINK/DELLINK arrived)
+    /// or `poll`.
     pub source: &'static str,
     pub links: BTreeMap<String, PortObs>,
 }
@@ -96,6 +127,19 @@ pub fn spawn(
     netns: Option<String>,
     names: Vec<String>,
     poll: Duration,
+    tx: impl Fn(LinkSnapshot) -> bool + Send + 'static,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, LinkError> {
+    spawn_with(netns, names, poll, None, tx, stop)
+}
+
+/// [`spawn`], also woken by the eBPF carrier hook (`wake`): a snapshot made because of it
+/// has the source `ebpf`.
+pub fn spawn_with(
+    netns: Option<String>,
+    names: Vec<String>,
+    poll: Duration,
+    wake: Option<Wake>,
     tx: impl Fn(LinkSnapshot) -> bool + Send + 'static,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, LinkError> {
@@ -137,19 +181,37 @@ pub fn spawn(
     let owned = netns.clone();
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || watch(owned, names, poll, events, query, tx, stop))
+        .spawn(move || {
+            let sockets = Sockets {
+                events,
+                query,
+                wake,
+            };
+            watch(owned, names, poll, sockets, tx, stop)
+        })
         .map_err(spawn_err)
+}
+
+/// What wakes a watcher (link events, the hook) and what it dumps with.
+struct Sockets {
+    events: Socket,
+    query: Socket,
+    wake: Option<Wake>,
 }
 
 fn watch(
     netns: Option<String>,
     names: Vec<String>,
     poll: Duration,
-    events: Socket,
-    query: Socket,
+    sockets: Sockets,
     tx: impl Fn(LinkSnapshot) -> bool,
     stop: Arc<AtomicBool>,
 ) {
+    let Sockets {
+        events,
+        query,
+        wake,
+    } = sockets;
     let mut last: Option<BTreeMap<String, PortObs>> = None;
     let mut seq = 0u32;
     let mut buf = vec![0u8; 64 * 1024];
@@ -184,12 +246,22 @@ fn watch(
         // Wait for an event or the next poll, whichever comes first.
         let wait = next_poll.saturating_duration_since(now);
         let timeout = PollTimeout::try_from(wait.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        if let Some(w) = &wake {
+            fds.push(PollFd::new(w.0.as_fd(), PollFlags::POLLIN));
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
         source = match nix::poll::poll(&mut fds, timeout) {
             Ok(n) if n > 0 => {
-                // Drain: the dump below reads the state; the events only woke us.
-                while events.recv(&mut &mut buf[..], 0).is_ok_and(|n| n > 0) {}
-                "event"
+                let hook = fds.get(1).is_some_and(ready);
+                // Drain: the dump below reads the state; the wake-ups only say "look now".
+                if ready(&fds[0]) {
+                    while events.recv(&mut &mut buf[..], 0).is_ok_and(|n| n > 0) {}
+                }
+                if let Some(w) = wake.as_ref().filter(|_| hook) {
+                    while w.0.recv(&mut buf[..]).is_ok_and(|n| n > 0) {}
+                }
+                if hook { "ebpf" } else { "event" }
             }
             _ => "poll",
         };
@@ -317,4 +389,29 @@ pub fn observe(link: &LinkMessage) -> Option<(String, PortObs)> {
             distributing,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the kernel probe reports what it chose: the hook's name when it attached, else
+    // the fallback's name with the reason the hook is missing (on this machine's kernel:
+    // fexit does not load; in a build with AYA_BUILD_SKIP=1: no object). Prints the choice.
+    #[test]
+    fn choose_names_the_mechanism_and_why() {
+        let (m, hook) = choose(Duration::from_millis(10));
+        eprintln!("carrier mechanism: {} ({})", m.name, m.why);
+        if hook.is_some() {
+            assert_eq!(m.name, "ebpf-fexit-carrier+netlink-events+poll-10ms");
+            assert!(m.why.contains("net_device.ifindex at byte"), "{}", m.why);
+        } else {
+            assert_eq!(m.name, "netlink-events+poll-10ms");
+            let reason = m
+                .why
+                .strip_prefix("eBPF carrier hook unavailable: ")
+                .unwrap_or_else(|| panic!("no reason given: {}", m.why));
+            assert!(reason.len() > "; RTM_GETLINK".len() + 10, "{}", m.why);
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! ARP, neighbour solicitation, ICMP echo); `monitor` runs them for the agent. See
 //! docs/signals.md.
 
+pub mod hook;
 pub mod link;
 pub mod monitor;
 pub mod probe;

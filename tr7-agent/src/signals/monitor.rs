@@ -17,6 +17,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tracing::{info, warn};
 
+use super::hook::CarrierHook;
 use super::link::{self, LinkError, LinkSnapshot, Mechanism};
 use super::probe::{self, ProbeError, ProbeResult, ProbeSpec};
 use super::tracker::{Board, Damping, Health, LinkNode, LinkTree, RouterId, SignalId};
@@ -280,6 +281,10 @@ pub struct Monitor {
     tracked: Vec<bool>,
     /// By router id: the signals it tracks (indexes into the status list).
     signals_of: Vec<Vec<SignalId>>,
+    /// The carrier mechanism chosen at start (`None`: no link tracked, nothing probed).
+    carrier: Option<Mechanism>,
+    /// The eBPF carrier hook, when it runs; detached when the monitor is dropped.
+    hook: Option<CarrierHook>,
 }
 
 impl Monitor {
@@ -287,7 +292,7 @@ impl Monitor {
     /// their signals are seen up; bind each router's driver with [`Monitor::bind`].
     pub fn start(plan: Plan) -> Result<Self, SignalError> {
         let Plan {
-            board,
+            mut board,
             links,
             probes,
             routers,
@@ -297,9 +302,18 @@ impl Monitor {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
-        if !links.is_empty() {
+        // The kernel is probed (the hook loaded) only when a link is tracked.
+        let _ = mechanism;
+        let (carrier, hook) = if links.is_empty() {
+            (None, None)
+        } else {
+            let (mechanism, hook) = link::choose(poll);
             info!(mechanism = %mechanism.name, why = %mechanism.why, "carrier mechanism chosen");
-        }
+            for l in &links {
+                board.set_mechanism(l.signal, &mechanism.name);
+            }
+            (Some(mechanism), hook)
+        };
         // One watcher per namespace, for the interfaces its links depend on.
         let mut namespaces: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
         for l in &links {
@@ -310,10 +324,19 @@ impl Monitor {
         }
         for (ns, names) in namespaces {
             let t = tx.clone();
-            threads.push(link::spawn(
+            let wake = match hook.as_ref().map(CarrierHook::subscribe) {
+                Some(Err(error)) => {
+                    warn!(netns = ?ns, %error, "cannot subscribe to the carrier hook: this namespace relies on netlink events and the poll");
+                    None
+                }
+                Some(Ok(w)) => Some(w),
+                None => None,
+            };
+            threads.push(link::spawn_with(
                 ns,
                 names,
                 poll,
+                wake,
                 move |s| t.send(Event::Link(s)).is_ok(),
                 stop.clone(),
             )?);
@@ -366,7 +389,19 @@ impl Monitor {
             routers,
             tracked,
             signals_of,
+            carrier,
+            hook,
         })
+    }
+
+    /// The carrier mechanism chosen at start and why (`None` when no link is tracked).
+    pub fn carrier_mechanism(&self) -> Option<&Mechanism> {
+        self.carrier.as_ref()
+    }
+
+    /// The eBPF carrier hook, when it was chosen (diagnostics and tests).
+    pub fn carrier_hook(&self) -> Option<&CarrierHook> {
+        self.hook.as_ref()
     }
 
     /// Connects the router `key` to its driver and tells it the current verdict. A key
