@@ -15,7 +15,12 @@ fn main() -> anyhow::Result<()> {
     let ebpf_dir = ebpf_dir.to_str().context("tr7-ebpf path is not UTF-8")?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    for object in ["tr7-dataplane", "tr7-baseline", "tr7-announce", "tr7-carrier"] {
+    for object in [
+        "tr7-dataplane",
+        "tr7-baseline",
+        "tr7-announce",
+        "tr7-carrier",
+    ] {
         let out = out_dir.join(object);
         if skip && !out.exists() {
             // Empty objects: `include_bytes!` needs a file; loading one fails with a clear error.
