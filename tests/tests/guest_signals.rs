@@ -2,18 +2,22 @@
 //! `cargo xtask vm-test`): the carrier watcher and the combination rules on a real
 //! active-backup bond under a VLAN, and on an LACP bond with min_links 2 whose members
 //! negotiate with a partner bond; the eBPF carrier hook (fexit on netif_carrier_off/on)
-//! chosen by the kernel probe and waking the watcher when a bond member loses carrier. On
+//! chosen by the kernel probe and waking the watcher when a bond member loses carrier; VRRP
+//! takeover when a node's LACP bond falls below min_links (the agent's signal monitor bound
+//! to the library's VRRP driver, in process). On
 //! the host every test is ignored with the reason.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use tr7::signals::hook::Wake;
 use tr7::signals::link::{self, LinkSnapshot};
-use tr7::signals::{LinkNode, LinkTree, PortObs};
+use tr7::signals::{Health, LinkNode, LinkTree, Monitor, PortObs, RouterKey, plan};
+use tr7::vrrp::state::{AnnounceReason, Reason};
+use tr7::vrrp::{ChecksumMode, Config, Driver, DriverConfig, Ownership, State};
 use tr7_tests::lab::{Lab, ip};
 
 fn require_guest() {
@@ -30,15 +34,19 @@ macro_rules! guest_only {
 }
 
 fn bond(ns: &str, options: &[&str], members: &[&str]) {
-    let mut args = vec!["-n", ns, "link", "add", "bond0", "type", "bond"];
+    bond_named(ns, "bond0", options, members);
+}
+
+fn bond_named(ns: &str, name: &str, options: &[&str], members: &[&str]) {
+    let mut args = vec!["-n", ns, "link", "add", name, "type", "bond"];
     args.extend_from_slice(options);
     ip(&args);
     for m in members {
         ip(&["-n", ns, "link", "set", m, "down"]);
-        ip(&["-n", ns, "link", "set", m, "master", "bond0"]);
+        ip(&["-n", ns, "link", "set", m, "master", name]);
         ip(&["-n", ns, "link", "set", m, "up"]);
     }
-    ip(&["-n", ns, "link", "set", "bond0", "up"]);
+    ip(&["-n", ns, "link", "set", name, "up"]);
 }
 
 fn vlan(ns: &str) {
@@ -376,4 +384,231 @@ fn fexit_carrier_hook_is_chosen_and_sees_a_bond_member_lose_carrier() {
         "no carrier-on event for a1 (ifindex {a1}) in {events:?}"
     );
     eprintln!("a1 carrier back, seen by {on_source}; hook events: {events:?}");
+}
+
+/// Records every ownership call, as the test's stand-in for the BPF ownership map.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<(Instant, String)>>>);
+
+impl Recorder {
+    fn push(&self, what: String) {
+        self.0.lock().unwrap().push((Instant::now(), what));
+    }
+
+    /// The calls at or after `since`.
+    fn since(&self, since: Instant) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .map(|(_, w)| w.clone())
+            .collect()
+    }
+}
+
+impl Ownership for Recorder {
+    fn own(&mut self, from: State, reason: Reason, _accept_mode: bool) {
+        self.push(format!("own from {from} ({reason:?})"));
+    }
+    fn release(&mut self, from: State, to: State, reason: Reason) {
+        self.push(format!("release {from} -> {to} ({reason:?})"));
+    }
+    fn announce(&mut self, _reason: AnnounceReason) {}
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; panics with `what()`.
+fn wait_for(limit: Duration, what: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {}", what());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has_carrier(ns: &str, dev: &str) -> bool {
+    let out = ip(&["-n", ns, "-o", "link", "show", dev]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("LOWER_UP") && !text.contains("NO-CARRIER")
+}
+
+const TAKEOVER_FILE: &str = "\
+name: t
+nodes: [{name: a}, {name: b}]
+interfaces:
+  - name: eth0
+    type: ethernet
+  - name: eth1
+    type: ethernet
+  - name: bond0
+    type: lacp
+    members: [eth0, eth1]
+    lacp_rate: fast
+    min_links: 2
+    addresses: {a: [192.0.2.1/24], b: [192.0.2.2/24]}
+    vips:
+      master: [{address: 192.0.2.100, method: link}]
+";
+
+// Proves issue 6's takeover on LACP: node-a and node-b each have an 802.3ad bond (min_links
+// 2) of two members negotiating with a partner bond in a switch namespace (the two switch
+// bonds bridged), and run VRRP on it (the library's driver, advert 50 cs, node-a at 200 and
+// node-b at 100); node-a's driver is bound to the agent's signal monitor planned from a
+// cluster file whose VIP has the method `link`. When the switch's end of one of node-a's
+// members goes down, the monitor reports node-a's link down below min_links 2, node-a
+// releases and node-b becomes master; when it comes back and LACP renegotiates, the link is
+// up again and node-a preempts back.
+#[test]
+#[ignore = guest_only!()]
+fn lacp_bond_below_min_links_hands_the_vip_to_the_peer() {
+    require_guest();
+    let mut lab = Lab::new("gst");
+    let a = lab.netns("node-a");
+    let b = lab.netns("node-b");
+    let sw = lab.netns("sw");
+    lab.veth(&a, "eth0", &sw, "sa0");
+    lab.veth(&a, "eth1", &sw, "sa1");
+    lab.veth(&b, "eth0", &sw, "sb0");
+    lab.veth(&b, "eth1", &sw, "sb1");
+    let options = [
+        "mode",
+        "802.3ad",
+        "lacp_rate",
+        "fast",
+        "miimon",
+        "50",
+        "min_links",
+        "2",
+    ];
+    bond(&a, &options, &["eth0", "eth1"]);
+    bond(&b, &options, &["eth0", "eth1"]);
+    bond_named(&sw, "bonda", &options, &["sa0", "sa1"]);
+    bond_named(&sw, "bondb", &options, &["sb0", "sb1"]);
+    lab.bridge(&sw, "br0");
+    for p in ["bonda", "bondb"] {
+        ip(&["-n", &sw, "link", "set", p, "master", "br0"]);
+    }
+    lab.addr(&a, "bond0", "192.0.2.1/24");
+    lab.addr(&b, "bond0", "192.0.2.2/24");
+    // Fast LACPDUs go every second; negotiation takes a few.
+    let negotiated = || {
+        has_carrier(&a, "bond0")
+            && has_carrier(&b, "bond0")
+            && has_carrier(&sw, "bonda")
+            && has_carrier(&sw, "bondb")
+    };
+    wait_for(
+        Duration::from_secs(20),
+        || "the four LACP bonds up".into(),
+        negotiated,
+    );
+
+    let cluster = tr7::config::parse(TAKEOVER_FILE, "t.yaml").expect("valid file");
+    let view = cluster.node_view("a").expect("node a");
+    let ns = a.clone();
+    let monitor = Monitor::start(plan(&view, move |_| Some(ns.clone()), link::DEFAULT_POLL))
+        .expect("start the monitor");
+    let key = RouterKey {
+        iface: "bond0".into(),
+        slot: tr7::config::SlotName::Master,
+        family: tr7::vrrp::Family::V4,
+    };
+    let link_is = |want: Health| {
+        let st = monitor.router_status(&key);
+        st.len() == 1 && st[0].state == want
+    };
+    wait_for(
+        Duration::from_secs(5),
+        || format!("link bond0 up on node-a: {:?}", monitor.router_status(&key)),
+        || link_is(Health::Up),
+    );
+
+    let vip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
+    let start = |ns: &str, priority: u8, src: IpAddr, rec: &Recorder| {
+        let mut c = Config::new(51, priority, src, vec![vip]);
+        c.advert_interval_cs = 50;
+        Driver::start(
+            DriverConfig {
+                netns: Some(ns.to_owned()),
+                interface: "bond0".into(),
+                vrrp: c,
+                checksum: ChecksumMode::PseudoHeader,
+            },
+            rec.clone(),
+        )
+        .unwrap_or_else(|e| panic!("start VRRP in {ns}: {}", tr7_tests::error_chain(&e)))
+    };
+    let (rec_a, rec_b) = (Recorder::default(), Recorder::default());
+    let t0 = Instant::now();
+    let src_a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let node_a = start(&a, 200, src_a, &rec_a);
+    monitor.bind(&key, &node_a).expect("bind node-a's driver");
+    let node_b = start(&b, 100, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), &rec_b);
+    let states = || {
+        format!(
+            "node-a {} {:?}, node-b {} {:?}; signals {:?}",
+            node_a.state(),
+            rec_a.since(t0),
+            node_b.state(),
+            rec_b.since(t0),
+            monitor.router_status(&key)
+        )
+    };
+    wait_for(Duration::from_secs(10), states, || {
+        node_a.state() == State::Master && node_b.status().master == Some((src_a, 200))
+    });
+
+    // The switch's end of node-a's eth1 goes down: node-a's bond has one member left.
+    let cut = Instant::now();
+    ip(&["-n", &sw, "link", "set", "sa1", "down"]);
+    wait_for(Duration::from_secs(10), states, || {
+        node_a.state() != State::Master && node_b.state() == State::Master
+    });
+    eprintln!(
+        "LACP bond below min_links: node-b master {:?} after the member's far end went down",
+        cut.elapsed()
+    );
+    let down = monitor.router_status(&key);
+    assert!(
+        down[0].state == Health::Down && down[0].detail.contains("below min_links 2"),
+        "node-a's link signal names the rule: {down:?}"
+    );
+    assert!(
+        rec_a
+            .since(cut)
+            .iter()
+            .any(|e| e.starts_with("release master")),
+        "node-a released the VIP: {:?}",
+        rec_a.since(cut)
+    );
+    assert!(
+        rec_b.since(cut).iter().any(|e| e.starts_with("own")),
+        "node-b owned the VIP: {:?}",
+        rec_b.since(cut)
+    );
+
+    // The member returns; once LACP renegotiates node-a's link is up and it preempts.
+    let back = Instant::now();
+    ip(&["-n", &sw, "link", "set", "sa1", "up"]);
+    wait_for(Duration::from_secs(30), states, || {
+        node_a.state() == State::Master && node_b.state() == State::Backup
+    });
+    eprintln!(
+        "member back: node-a master again {:?} after the far end came up",
+        back.elapsed()
+    );
+    assert!(link_is(Health::Up), "{:?}", monitor.router_status(&key));
+    assert!(
+        rec_a.since(back).iter().any(|e| e.starts_with("own")),
+        "node-a owned the VIP again: {:?}",
+        rec_a.since(back)
+    );
+    let after_b = rec_b.since(back);
+    assert!(
+        after_b.iter().any(|e| e.starts_with("release")),
+        "node-b released the VIP: {after_b:?}"
+    );
+    node_a.shutdown();
+    node_b.shutdown();
+    monitor.stop();
 }
