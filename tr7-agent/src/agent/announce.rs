@@ -158,6 +158,9 @@ fn choose_live(ifindex: u32) -> Result<&'static LiveFrames, Unavailable> {
     if std::env::var(PATH_ENV).is_ok_and(|v| v == "af_packet") {
         return Err(Unavailable::Forced);
     }
+    // The device first: a cheap query that refuses most interfaces (plain veths, bridge
+    // ports) before the program is loaded.
+    crate::dataplane::live_frames::device_transmits(ifindex)?;
     let live = LiveFrames::shared()?;
     live.probe(ifindex)?;
     Ok(live)

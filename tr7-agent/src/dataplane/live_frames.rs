@@ -167,11 +167,7 @@ impl LiveFrames {
                 ));
             }
         }
-        let features = xdp_features(ifindex).map_err(|e| Unavailable::NoFeatures(e.to_string()))?;
-        if features & NETDEV_XDP_ACT_NDO_XMIT == 0 {
-            return Err(Unavailable::NoXmit { features });
-        }
-        Ok(())
+        device_transmits(ifindex)
     }
 
     /// Transmits `frame` `repeat` times out of `ifindex` (in the calling thread's network
@@ -215,6 +211,17 @@ impl LiveFrames {
         }
         Ok(())
     }
+}
+
+/// Whether `ifindex` transmits XDP frames (`NETDEV_XDP_ACT_NDO_XMIT` in its `xdp_features`):
+/// one generic-netlink query, so callers ask it before loading the program (a program load
+/// is tens of milliseconds, and a restarted agent's routers resume on this path).
+pub fn device_transmits(ifindex: u32) -> Result<(), Unavailable> {
+    let features = xdp_features(ifindex).map_err(|e| Unavailable::NoFeatures(e.to_string()))?;
+    if features & NETDEV_XDP_ACT_NDO_XMIT == 0 {
+        return Err(Unavailable::NoXmit { features });
+    }
+    Ok(())
 }
 
 /// The device's `xdp_features` (NETDEV_A_DEV_XDP_FEATURES) from the netdev generic netlink
