@@ -22,6 +22,24 @@ pub fn require_root() {
     );
 }
 
+/// Refuses to run outside the guest kernel (`cargo xtask vm-test` sets `TR7_GUEST=1`):
+/// `cargo test -- --ignored` on the host would otherwise fail on missing VLAN and bonding
+/// support with less helpful messages.
+pub fn require_guest() {
+    assert!(
+        std::env::var("TR7_GUEST").is_ok_and(|v| v == "1"),
+        "guest-only test: run it with `cargo xtask vm-test`, which boots a kernel with 8021q and bonding"
+    );
+}
+
+/// Why the guest-only tests are ignored on the host: `#[ignore = tr7_tests::guest_only!()]`.
+#[macro_export]
+macro_rules! guest_only {
+    () => {
+        "needs the guest kernel (8021q, bonding): run by cargo xtask vm-test"
+    };
+}
+
 /// An error and all its sources, `: `-separated, for panic messages.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();

@@ -17,19 +17,6 @@ use tr7::netlink::cli::{
 use tr7::netlink::{LinkKind, ObservedNamespace, Plan, Target};
 use tr7_tests::lab::{Lab, ip};
 
-fn require_guest() {
-    assert!(
-        std::env::var("TR7_GUEST").is_ok_and(|v| v == "1"),
-        "guest-only test: run it with `cargo xtask vm-test`, which boots a kernel with 8021q and bonding"
-    );
-}
-
-macro_rules! guest_only {
-    () => {
-        "needs the guest kernel (8021q, bonding): run by cargo xtask vm-test"
-    };
-}
-
 /// A cluster file written for one test, removed on drop.
 struct File(PathBuf);
 
@@ -207,9 +194,9 @@ fn wait_lacp(namespaces: &[&str], bond: &str, ports: usize) {
 // of the same name with another id is reported by the plan as a conflict left alone, and by
 // `tr7 diag` as vlan-id-differs (exit 1).
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn apply_vlan_on_ethernet_then_wrong_vlan_id_is_diagnosed() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("gvl");
     let h = lab.netns("h");
     let sw = lab.netns("sw");
@@ -340,9 +327,9 @@ fn wait_active(ns: &str, want: &str) {
 // active member follows the primary; the active member's link failing moves traffic to the
 // other one, and `tr7 diag` names the failed member.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn apply_bond_active_backup_changes_options_and_fails_over() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("gab");
     let h = lab.netns("h");
     let sw = lab.netns("sw");
@@ -443,9 +430,9 @@ interfaces:
 // far end puts its member back and the diagnosis is clean again. Last, lacp_rate changes,
 // which the kernel takes only while the bond is down: the plan sets it down and up around it.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn apply_lacp_between_two_nodes_negotiates_carries_a_vlan_and_is_diagnosed() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("glacp");
     let na = lab.netns("a");
     let nb = lab.netns("b");
@@ -665,35 +652,35 @@ fn two_node_example(name: &str, tag: &str) -> (Lab, [(String, String); 2]) {
 // Proves examples/minimal.yaml applies on both nodes, re-applies with nothing to do and
 // diagnoses clean.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn example_minimal_applies_and_diagnoses_clean() {
-    require_guest();
+    tr7_tests::require_guest();
     let _ = two_node_example("minimal.yaml", "exmin");
 }
 
 // Proves the same for examples/active-active.yaml (two ports, IPv4 and IPv6, both VIP lists).
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn example_active_active_applies_and_diagnoses_clean() {
-    require_guest();
+    tr7_tests::require_guest();
     let _ = two_node_example("active-active.yaml", "exaa");
 }
 
 // Proves the same for examples/production-lacp.yaml: the two nodes' bonds negotiate LACP
 // with each other, so the diagnosis (members collecting and distributing) is clean.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn example_production_lacp_applies_and_diagnoses_clean() {
-    require_guest();
+    tr7_tests::require_guest();
     let _ = two_node_example("production-lacp.yaml", "exlacp");
 }
 
 // Proves the same for examples/telecom-trunk.yaml, generate::trunk(200): 200 VLANs over an
 // LACP bond on both nodes; the second apply has nothing to do; both nodes diagnose clean.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn example_telecom_trunk_applies_re_applies_and_diagnoses_clean() {
-    require_guest();
+    tr7_tests::require_guest();
     // The file is the generator's (tr7-agent/tests/config_examples.rs checks it).
     let (_lab, nodes) = two_node_example("telecom-trunk.yaml", "extrunk");
     for (node, ns) in &nodes {
@@ -722,9 +709,9 @@ impl Drop for FixedNamespaces {
 // re-applies with nothing to do and diagnoses clean. Node-b is not applied beside it: both
 // nodes name the same tenant namespaces.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn example_multi_tenant_applies_and_diagnoses_clean() {
-    require_guest();
+    tr7_tests::require_guest();
     let _fixed = FixedNamespaces(&["red", "blue"]);
     let example = example("multi-tenant.yaml");
     let file = example.0.clone();

@@ -20,19 +20,6 @@ use tr7::vrrp::state::{AnnounceReason, Reason};
 use tr7::vrrp::{ChecksumMode, Config, Driver, DriverConfig, Ownership, State};
 use tr7_tests::lab::{Lab, ip};
 
-fn require_guest() {
-    assert!(
-        std::env::var("TR7_GUEST").is_ok_and(|v| v == "1"),
-        "guest-only test: run it with `cargo xtask vm-test`, which boots a kernel with 8021q and bonding"
-    );
-}
-
-macro_rules! guest_only {
-    () => {
-        "needs the guest kernel (8021q, bonding): run by cargo xtask vm-test"
-    };
-}
-
 fn bond(ns: &str, options: &[&str], members: &[&str]) {
     bond_named(ns, "bond0", options, members);
 }
@@ -145,9 +132,9 @@ fn s(v: &[&str]) -> Vec<String> {
 // Proves the link of a VLAN over an active-backup bond stays up while one member has
 // carrier and fails, naming the bond, when the last member loses it; and comes back.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn link_of_vlan_over_bond_follows_the_members() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("gsb");
     let a = lab.netns("a");
     let b = lab.netns("b");
@@ -205,9 +192,9 @@ fn link_of_vlan_over_bond_follows_the_members() {
 // naming the bond and min_links (the member's carrier or its distributing bit, whichever
 // the watcher sees first); up again after renegotiation.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn link_of_lacp_bond_fails_below_min_links() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("gsl");
     let a = lab.netns("a");
     let b = lab.netns("b");
@@ -309,9 +296,9 @@ fn ifindex(ns: &str, dev: &str) -> u32 {
 // what saw it). Beside it, a watcher without the hook (netlink events + 10 ms poll) sees the
 // same loss; both delays are printed (no timed assertion).
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn fexit_carrier_hook_is_chosen_and_sees_a_bond_member_lose_carrier() {
-    require_guest();
+    tr7_tests::require_guest();
     let (mechanism, hook) = link::choose(link::DEFAULT_POLL);
     eprintln!(
         "carrier mechanism chosen: {} ({})",
@@ -459,9 +446,9 @@ interfaces:
 // releases and node-b becomes master; when it comes back and LACP renegotiates, the link is
 // up again and node-a preempts back.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn lacp_bond_below_min_links_hands_the_vip_to_the_peer() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("gst");
     let a = lab.netns("node-a");
     let b = lab.netns("node-b");

@@ -17,22 +17,6 @@ use tr7_tests::{
     lab::{Lab, ip},
 };
 
-/// Refuses to run outside the guest: `cargo test -- --ignored` on the host would otherwise
-/// fail on missing VLAN and bonding support with less helpful messages.
-fn require_guest() {
-    assert!(
-        std::env::var("TR7_GUEST").is_ok_and(|v| v == "1"),
-        "guest-only test: run it with `cargo xtask vm-test`, which boots a kernel with 8021q and bonding"
-    );
-}
-
-/// Why these tests are ignored on the host.
-macro_rules! guest_only {
-    () => {
-        "needs the guest kernel (8021q, bonding): run by cargo xtask vm-test"
-    };
-}
-
 const SCOPE: u32 = 3;
 const VIP4: &str = "192.0.2.10";
 const VIP6: &str = "2001:db8::10";
@@ -306,9 +290,9 @@ fn gate_keys_by_domain(tag: &str, offload: bool) {
 /// Tags written into the frame by the client, as a switch port delivers them to a NIC
 /// that does not strip VLANs: the gate reads both tags.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn the_gate_keys_tagged_frames_by_vlan_and_qinq() {
-    require_guest();
+    tr7_tests::require_guest();
     gate_keys_by_domain("gate", false);
 }
 
@@ -320,18 +304,18 @@ fn the_gate_keys_tagged_frames_by_vlan_and_qinq() {
 /// Replies still obey the right domain because the guard reads the metadata on egress
 /// (`the_guard_reads_vlan_tags_from_skb_metadata`).
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn the_gate_keys_offloaded_tags_by_vlan_and_qinq() {
-    require_guest();
+    tr7_tests::require_guest();
     gate_keys_by_domain("gateoff", true);
 }
 
 /// What attaching to the trunk changed: the client end's transmit VLAN offload is off, as
 /// `ethtool -k` reports, and a second attach changes nothing.
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn attaching_turns_the_peers_vlan_offload_off() {
-    require_guest();
+    tr7_tests::require_guest();
     let t = Trunk::new("offl", XdpAttachMode::Native, true);
     let client = t.client(Domain::Untagged).to_owned();
     let peer = t
@@ -373,9 +357,9 @@ fn attaching_turns_the_peers_vlan_offload_off() {
 }
 
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn the_guard_reads_vlan_tags_from_skb_metadata() {
-    require_guest();
+    tr7_tests::require_guest();
     let t = Trunk::new("guard", XdpAttachMode::Native, true);
     for d in [Domain::Vlan100, Domain::QinQ200_100] {
         // The client learns from gratuitous ARP, so what crosses the wire is visible in its
@@ -459,9 +443,9 @@ fn active_slave(text: &str) -> Option<&str> {
 }
 
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn bond_active_backup_fails_over_to_the_backup_member() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("ab");
     let a = lab.netns("a");
     let b = lab.netns("b");
@@ -546,9 +530,9 @@ const COLLECTING: u8 = 0x10;
 const DISTRIBUTING: u8 = 0x20;
 
 #[test]
-#[ignore = guest_only!()]
+#[ignore = tr7_tests::guest_only!()]
 fn lacp_negotiates_and_carries_a_vlan_with_ipv4_and_ipv6() {
-    require_guest();
+    tr7_tests::require_guest();
     let mut lab = Lab::new("lacp");
     let a = lab.netns("a");
     let b = lab.netns("b");
