@@ -84,6 +84,17 @@ impl TestDataplane {
     pub fn run_guard(&mut self, frame: &[u8]) -> u32 {
         run(self.programs.guard().expect("guard"), frame, 1)
     }
+
+    /// Runs the gate once on `frame`; returns the XDP action and the frame as the program
+    /// left it.
+    pub fn run_gate_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        run_out(self.programs.gate().expect("gate"), frame)
+    }
+
+    /// Runs the guard once on `frame`; returns the TC action and the frame as it leaves.
+    pub fn run_guard_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        run_out(self.programs.guard().expect("guard"), frame)
+    }
 }
 
 /// Runs `prog` on `frame` `repeat` times through BPF_PROG_TEST_RUN; returns the verdict.
@@ -92,6 +103,24 @@ where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
     run_timed(prog, frame, repeat).0
+}
+
+/// Runs `prog` once on `frame`; returns the verdict and the output frame.
+pub fn run_out<P>(prog: &P, frame: &[u8]) -> (u32, Vec<u8>)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
 }
 
 /// Like [`run`], also returning the kernel's average time per run in nanoseconds.

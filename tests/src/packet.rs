@@ -143,6 +143,37 @@ impl Frame {
         self.fix_lengths()
     }
 
+    /// A payload as is (a VRRP advert's bytes, say) after the IP header.
+    pub fn payload(mut self, bytes: &[u8]) -> Self {
+        self.mark();
+        self.bytes.extend_from_slice(bytes);
+        self.fix_lengths()
+    }
+
+    /// A neighbour solicitation (135) or advertisement (136) for `target` with a
+    /// link-layer address option of `option_type` (1 source, 2 target) carrying `mac`, and
+    /// a correct ICMPv6 checksum (after [`Frame::ipv6`], with next header 58).
+    pub fn nd_checked(
+        self,
+        icmp_type: u8,
+        target: Ipv6Addr,
+        option_type: u8,
+        mac: [u8; 6],
+    ) -> Self {
+        let mut f = self.nd(icmp_type, target);
+        let icmp = f.icmpv6_offset();
+        let len = f.bytes.len();
+        f.bytes[len - 8] = option_type;
+        f.bytes[len - 6..].copy_from_slice(&mac);
+        let sum = icmpv6_checksum(&f.bytes, f.l3.expect("after ipv6()"), icmp);
+        f.bytes[icmp + 2..icmp + 4].copy_from_slice(&sum.to_be_bytes());
+        f
+    }
+
+    fn icmpv6_offset(&self) -> usize {
+        self.l3.expect("after ipv6()") + 40
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -165,4 +196,27 @@ pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
         0xff00 | u16::from(t[13]),
         u16::from_be_bytes([t[14], t[15]]),
     )
+}
+
+/// The ICMPv6 checksum (RFC 4443 2.3) of the message at `icmp` in `frame`, whose IPv6
+/// header is at `l3`, computed with the checksum field taken as zero.
+pub fn icmpv6_checksum(frame: &[u8], l3: usize, icmp: usize) -> u16 {
+    let msg = &frame[icmp..];
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for pair in b.chunks(2) {
+            let hi = u32::from(pair[0]) << 8;
+            let lo = pair.get(1).map_or(0, |&x| u32::from(x));
+            sum += hi | lo;
+        }
+    };
+    add(&frame[l3 + 8..l3 + 40]);
+    add(&(msg.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, 58]);
+    add(&msg[..2]);
+    add(&msg[4..]);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

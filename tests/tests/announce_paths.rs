@@ -93,8 +93,8 @@ fn burst_arrives(gro: &str, expected_path: &str) {
     };
     let v4: IpAddr = "192.0.2.10".parse().unwrap();
     let v6: IpAddr = "2001:db8::10".parse().unwrap();
-    let mut garp = Announcer::new(Some(&a), "a0", &[v4], burst).expect("IPv4 announcer");
-    let mut na = Announcer::new(Some(&a), "a0", &[v6], burst).expect("IPv6 announcer");
+    let mut garp = Announcer::new(Some(&a), "a0", &[v4], burst, None).expect("IPv4 announcer");
+    let mut na = Announcer::new(Some(&a), "a0", &[v6], burst, None).expect("IPv6 announcer");
     for announcer in [&garp, &na] {
         assert_eq!(
             announcer.path(),

@@ -32,6 +32,9 @@ pub mod map {
     /// [`crate::IfaceKey`] → [`crate::Attachment`]: which counter slot and scope each
     /// attachment was given. Written and read by user space only.
     pub const ATTACHMENTS: &str = "TR7_ATTACHMENTS";
+    /// Array of [`crate::VmacState`], indexed by [`crate::vmac_index`]: the virtual MACs
+    /// each attachment answers to, and whether this node owns them now.
+    pub const VMACS: &str = "TR7_VMACS";
     /// Ring buffer of [`crate::CarrierEvent`] (the carrier object; not pinned).
     pub const CARRIER_EVENTS: &str = "CARRIER_EVENTS";
 }
@@ -132,14 +135,85 @@ impl VipKey {
     }
 }
 
-/// Whether this node owns a VIP, and where its counters live.
+/// Whether this node owns a VIP, which link-layer address it speaks with, and where its
+/// counters live.
+///
+/// The layout keeps `owned` in the first byte, where the earlier `owned: u32` had its
+/// value: entries pinned by an older agent read as "interface MAC", which is what they were.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VipState {
     /// 1 when this node answers for the VIP, 0 when it must stay silent.
-    pub owned: u32,
+    pub owned: u8,
+    /// 1 when the VIP speaks with the VRRP virtual MAC of `vrid` (RFC 9568 7.3): the guard
+    /// gives the frames that speak for it, while owned, that source MAC (and ARP sender /
+    /// neighbour discovery link-layer address). 0: the interface MAC, untouched.
+    pub virtual_mac: u8,
+    /// The virtual router the VIP belongs to; meaningful with `virtual_mac`.
+    pub vrid: u8,
+    pub _pad: u8,
     /// Index into the per-VIP counter array; below [`MAX_VIPS`].
     pub index: u32,
+}
+
+/// The first four bytes of every VRRP virtual MAC, 00-00-5E-00 (RFC 9568 7.3).
+pub const VMAC_PREFIX: [u8; 4] = [0x00, 0x00, 0x5e, 0x00];
+/// The fifth byte of an IPv4 virtual router's MAC (00-00-5E-00-01-{VRID}).
+pub const VMAC_IPV4: u8 = 0x01;
+/// The fifth byte of an IPv6 virtual router's MAC (00-00-5E-00-02-{VRID}).
+pub const VMAC_IPV6: u8 = 0x02;
+
+/// The virtual MAC of `vrid` for `family` ([`FAMILY_IPV4`] or [`FAMILY_IPV6`]).
+#[inline(always)]
+pub const fn vmac(family: u8, vrid: u8) -> [u8; 6] {
+    let kind = if family == FAMILY_IPV6 {
+        VMAC_IPV6
+    } else {
+        VMAC_IPV4
+    };
+    [
+        VMAC_PREFIX[0],
+        VMAC_PREFIX[1],
+        VMAC_PREFIX[2],
+        VMAC_PREFIX[3],
+        kind,
+        vrid,
+    ]
+}
+
+/// Rows of [`map::VMACS`] per attachment: one per (family, VRID).
+pub const VMACS_PER_ATTACHMENT: u32 = 512;
+/// Entries of [`map::VMACS`].
+pub const VMACS_SIZE: u32 = MAX_ATTACHMENTS * VMACS_PER_ATTACHMENT;
+
+/// The row of [`map::VMACS`] for a virtual MAC seen on attachment `slot`
+/// ([`Attachment::slot`]). Out of range (never a valid row) when `slot` is.
+#[inline(always)]
+pub const fn vmac_index(slot: u32, family: u8, vrid: u8) -> u32 {
+    let half = if family == FAMILY_IPV6 { 256 } else { 0 };
+    slot.wrapping_mul(VMACS_PER_ATTACHMENT) + half + vrid as u32
+}
+
+/// [`VmacState::state`]: no virtual router of this node uses the MAC on this attachment;
+/// frames to it pass untouched (and the kernel discards them as not for this host).
+pub const VMAC_UNUSED: u8 = 0;
+/// The virtual router is backup here: frames to its MAC are dropped.
+pub const VMAC_BACKUP: u8 = 1;
+/// The virtual router is master here: frames to its MAC are given the interface MAC as
+/// destination (so the stack takes them as its own), then judged like any other frame, and
+/// its adverts leave with the virtual MAC as source.
+pub const VMAC_OWNED: u8 = 2;
+
+/// One virtual MAC on one attachment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VmacState {
+    /// The MAC of the interface the VIPs live on: the destination a frame to the virtual
+    /// MAC is rewritten to.
+    pub iface_mac: [u8; 6],
+    /// [`VMAC_UNUSED`], [`VMAC_BACKUP`] or [`VMAC_OWNED`].
+    pub state: u8,
+    pub _pad: u8,
 }
 
 /// One slot of the VIP table.
@@ -317,6 +391,7 @@ const _: () = {
     assert!(core::mem::size_of::<VipKey>() == 28);
     assert!(core::mem::size_of::<Attachment>() == 8);
     assert!(core::mem::size_of::<VipState>() == 8);
+    assert!(core::mem::size_of::<VmacState>() == 8);
     assert!(core::mem::size_of::<VipSlot>() == 40);
     assert!(VIP_TABLE_SIZE.is_power_of_two() && VIP_TABLE_SIZE >= 4 * MAX_VIPS);
     assert!(core::mem::size_of::<Fence>() == 16);
@@ -341,6 +416,8 @@ mod pod {
     unsafe impl aya::Pod for VipSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Fence {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for VmacState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for IfaceKey {}
     // SAFETY: as above.

@@ -57,6 +57,20 @@ impl Direct {
     }
 }
 
+impl Direct {
+    /// Writes `v` at `offset`, or fails when the frame ends before `offset + size_of::<T>()`.
+    #[inline(always)]
+    pub fn write<T: Copy>(&self, offset: usize, v: T) -> Result<(), Truncated> {
+        let at = self.start + offset;
+        if at + size_of::<T>() > self.end {
+            return Err(Truncated);
+        }
+        // SAFETY: inside the frame, checked above; XDP frames are writable.
+        unsafe { core::ptr::write_unaligned(at as *mut T, v) };
+        Ok(())
+    }
+}
+
 impl Bytes for Direct {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Result<T, Truncated> {

@@ -42,6 +42,11 @@ pub struct Frame {
     pub dst: [u32; 4],
     pub nd: NdKind,
     pub nd_target: [u32; 4],
+    /// Egress only (the guard's rewrites): where the L3 header starts, the IP protocol
+    /// (IPv6: the header after the extension headers) and where it starts. Zero otherwise.
+    pub l3_offset: usize,
+    pub proto: u8,
+    pub l4_offset: usize,
 }
 
 /// Which addresses a program decides on: ingress looks at destinations (and ARP/NS targets),
@@ -60,6 +65,9 @@ pub fn parse(pkt: &impl Bytes, side: Side, frame: &mut Frame) -> Result<(), Trun
     let l2 = eth::parse(pkt)?;
     frame.tags = l2.tags;
     let off = l2.l3_offset;
+    if side == Side::Egress {
+        frame.l3_offset = off;
+    }
     match l2.ethertype {
         ETH_P_IP => {
             ipv4::parse(pkt, off, side, frame)?;
@@ -85,6 +93,9 @@ impl Frame {
             dst: [0; 4],
             nd: NdKind::None,
             nd_target: [0; 4],
+            l3_offset: 0,
+            proto: 0,
+            l4_offset: 0,
         }
     }
 }

@@ -24,7 +24,12 @@ pub fn parse(
     }
     match side {
         Side::Ingress => frame.dst[0] = pkt.word_at(offset + 16)?,
-        Side::Egress => frame.src[0] = pkt.word_at(offset + 12)?,
+        Side::Egress => {
+            frame.src[0] = pkt.word_at(offset + 12)?;
+            let [_ttl, proto] = pkt.read::<[u8; 2]>(offset + 8)?;
+            frame.proto = proto;
+            frame.l4_offset = offset + ihl * 4;
+        }
     }
     Ok(())
 }

@@ -37,7 +37,7 @@ pub fn parse(
         Side::Ingress => frame.dst = pkt.addr16_at(offset + 24)?,
         Side::Egress => frame.src = pkt.addr16_at(offset + 8)?,
     }
-    neighbour_discovery(pkt, next, offset + IPV6_HLEN, frame)
+    neighbour_discovery(pkt, next, offset + IPV6_HLEN, side, frame)
 }
 
 #[inline(always)]
@@ -45,6 +45,7 @@ fn neighbour_discovery(
     pkt: &impl Bytes,
     mut next: u8,
     mut offset: usize,
+    side: Side,
     frame: &mut Frame,
 ) -> Result<(), Truncated> {
     for _ in 0..MAX_EXT_HEADERS {
@@ -71,8 +72,12 @@ fn neighbour_discovery(
                 next = nh;
                 offset += 8;
             }
-            _ => return Ok(()),
+            _ => break,
         }
+    }
+    if side == Side::Egress {
+        frame.proto = next;
+        frame.l4_offset = offset;
     }
     if next != NEXTHDR_ICMPV6 {
         return Ok(());

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tr7_common::{
     Attachment, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS, MAX_VIPS, VIP_TABLE_SIZE,
-    VipCounters, VipKey, VipSlot, VipState,
+    VMACS_SIZE, VipCounters, VipKey, VipSlot, VipState, VmacState,
 };
 
 /// The VIP table the programs look VIPs up in (open addressing, see `tr7_common::vip_hash`).
@@ -19,6 +19,16 @@ pub static TR7_VIP_TABLE: Array<VipSlot> = Array::pinned(VIP_TABLE_SIZE, 0);
 /// The VIP directory; user space only.
 #[map]
 pub static TR7_VIPS: HashMap<VipKey, VipState> = HashMap::pinned(MAX_VIPS, 0);
+
+/// The virtual MACs of each attachment (`tr7_common::vmac_index`).
+#[map]
+pub static TR7_VMACS: Array<VmacState> = Array::pinned(VMACS_SIZE, 0);
+
+/// Per CPU: the guard's rewrite plan for the frame at hand (`vmac::EgressPlan`). Scratch,
+/// not state: not pinned.
+#[map]
+pub static TR7_EGRESS_PLAN: PerCpuArray<crate::vmac::EgressPlan> =
+    PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static TR7_FENCE: Array<Fence> = Array::pinned(1, 0);

@@ -168,12 +168,14 @@ fn choose_live(ifindex: u32) -> Result<&'static LiveFrames, Unavailable> {
 
 impl Announcer {
     /// Builds the frames for `vips` (all of one family) on `iface` in namespace `netns`
-    /// (`ip netns` name; `None`: the caller's) and opens the socket.
+    /// (`ip netns` name; `None`: the caller's) and opens the socket. The frames speak with
+    /// `virtual_mac` when given (a virtual-MAC router), else with the interface's MAC.
     pub fn new(
         netns: Option<&str>,
         iface: &str,
         vips: &[IpAddr],
         burst: Burst,
+        virtual_mac: Option<[u8; 6]>,
     ) -> Result<Self, AnnounceError> {
         let setup = |step| {
             let iface = iface.to_owned();
@@ -214,6 +216,7 @@ impl Announcer {
             .ok_or_else(|| AnnounceError::NoLinkAddress {
                 iface: iface.to_owned(),
             })?;
+        let mac = virtual_mac.unwrap_or(mac);
         let frames = vips
             .iter()
             .map(|&vip| {

@@ -9,7 +9,8 @@
 //! does to the data plane, `announce` builds and sends the gratuitous ARP / unsolicited NA
 //! burst, `heartbeat` keeps the data plane's liveness fence fresh and derives it, `status`
 //! is the report `tr7 status` shows, `control` the root-only socket it is asked over,
-//! `metrics` the Prometheus `/metrics` endpoint built from the same report.
+//! `metrics` the Prometheus `/metrics` endpoint built from the same report, `vmac` a
+//! router's virtual MAC.
 
 pub mod announce;
 pub mod control;
@@ -20,6 +21,7 @@ mod reload;
 pub mod routers;
 pub mod run;
 pub mod status;
+pub mod vmac;
 
 pub use announce::{AnnounceError, Announcer, Burst};
 pub use heartbeat::Heartbeat;

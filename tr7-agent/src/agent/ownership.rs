@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use tracing::{error, info};
 
 use super::announce::Announcer;
+use super::vmac::VirtualMac;
 use crate::config::SlotName;
 use crate::dataplane::{Maps, VipScope};
 use crate::vrrp::Ownership;
@@ -35,12 +36,20 @@ pub struct SlotOwnership {
     /// several threads do not race on allocation.
     pub maps: Maps,
     pub announcer: Announcer,
+    /// The router's virtual MAC, flipped with the VIPs; `None`: the interface MAC.
+    pub vmac: Option<VirtualMac>,
 }
 
 impl SlotOwnership {
     fn write(&mut self, owned: bool) -> usize {
         let vips = self.vips.clone();
-        self.write_some(&vips, owned)
+        self.write_some(&vips, owned) + self.write_vmac(owned)
+    }
+
+    fn write_vmac(&mut self, owned: bool) -> usize {
+        self.vmac
+            .as_ref()
+            .map_or(0, |v| v.own(&mut self.maps, owned))
     }
 
     fn write_some(&mut self, vips: &[IpAddr], owned: bool) -> usize {
@@ -104,7 +113,7 @@ impl SlotOwnership {
                     .map_or(true, |state| state.owned == 0)
             })
             .collect();
-        let failed = self.write_some(&missing, true);
+        let failed = self.write_some(&missing, true) + self.write_vmac(true);
         info!(
             iface = %self.iface, slot = %self.slot.as_str(), family = %self.family,
             vrid = self.vrid, old = "initialize", new = "master", reason = %Reason::Resumed,

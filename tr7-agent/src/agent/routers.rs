@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use super::announce::{Announcer, Burst};
 use super::ownership::SlotOwnership;
 use super::run::AgentError;
+use super::vmac::VirtualMac;
 use crate::config::{Checksum, IfaceRef, NodeView, SlotName};
 use crate::dataplane::{Maps, VipScope};
 use crate::netlink::Target;
@@ -297,6 +298,18 @@ pub struct RouterSnapshot {
 struct Running {
     spec: RouterSpec,
     driver: Driver,
+    /// Set up at start, removed when the router stops (not when it is abandoned).
+    vmac: Option<VirtualMac>,
+}
+
+/// Removes a stopped router's virtual MAC.
+fn remove_vmac(pin_dir: &std::path::Path, vmac: Option<VirtualMac>) {
+    let Some(vmac) = vmac else { return };
+    match Maps::open(pin_dir) {
+        Ok(mut maps) => vmac.remove(&mut maps),
+        Err(e) => warn!(iface = %vmac.iface, error = %super::chain(&e),
+            "cannot open the maps to remove the virtual MAC"),
+    }
 }
 
 /// The running virtual routers.
@@ -365,8 +378,8 @@ impl Routers {
         spec: RouterSpec,
         resume: bool,
     ) -> Result<(), AgentError> {
-        let driver = start_driver(&self.pin_dir, &key, &spec, self.burst, resume)?;
-        self.running.insert(key, Running { spec, driver });
+        let (driver, vmac) = start_driver(&self.pin_dir, &key, &spec, self.burst, resume)?;
+        self.running.insert(key, Running { spec, driver, vmac });
         Ok(())
     }
 
@@ -384,6 +397,7 @@ impl Routers {
         let status = r.driver.shutdown();
         info!(router = %key, state = %status.state, adverts_sent = status.vrrp.adverts_sent,
             "virtual router stopped");
+        remove_vmac(&self.pin_dir, r.vmac);
         Some(status)
     }
 
@@ -401,12 +415,14 @@ impl Routers {
     /// all the others.
     pub fn shutdown_all(&mut self) {
         let running = std::mem::take(&mut self.running);
+        let pin_dir = &self.pin_dir;
         std::thread::scope(|scope| {
             for (key, r) in running {
                 scope.spawn(move || {
                     let status = r.driver.shutdown();
                     info!(router = %key, state = %status.state,
                         adverts_sent = status.vrrp.adverts_sent, "virtual router stopped");
+                    remove_vmac(pin_dir, r.vmac);
                 });
             }
         });
@@ -433,7 +449,7 @@ fn start_driver(
     spec: &RouterSpec,
     burst: Burst,
     resume: bool,
-) -> Result<Driver, AgentError> {
+) -> Result<(Driver, Option<VirtualMac>), AgentError> {
     let iface = &key.iface.name;
     let netns = spec.netns.as_deref();
     let primary = match key.family {
@@ -450,19 +466,30 @@ fn start_driver(
             IpAddr::V6(wait_usable(netns, iface, source)?)
         }
     };
-    if spec.virtual_mac {
-        warn!(%iface, slot = key.slot.as_str(), family = %key.family, vrid = spec.vrid,
-            mac = ?crate::vrrp::virtual_mac(spec.vrid, key.family),
-            "virtual_mac: true is not implemented yet; the VIPs answer with the interface MAC \
-             (docs/agent.md, \"Virtual MAC\")");
-    }
     let mut config = Config::new(spec.vrid, spec.priority, primary, spec.vips.clone());
     config.advert_interval_cs = spec.advert_interval_cs;
     config.preempt = spec.preempt;
     config.preempt_delay = spec.preempt_delay;
     config.accept_mode = spec.accept_mode;
     config.unicast_peers = spec.peers.clone();
-    let announcer = Announcer::new(netns, iface, &spec.vips, burst)?;
+    let mut maps = Maps::open(pin_dir).map_err(|source| AgentError::Dataplane {
+        iface: iface.clone(),
+        source: Box::new(source),
+    })?;
+    let vmac = if spec.virtual_mac {
+        Some(VirtualMac::setup(
+            &mut maps, netns, iface, key.family, spec.vrid, spec.place, &spec.vips,
+        )?)
+    } else {
+        None
+    };
+    let announcer = Announcer::new(
+        netns,
+        iface,
+        &spec.vips,
+        burst,
+        vmac.as_ref().map(|v| v.mac),
+    )?;
     let ownership = SlotOwnership {
         iface: iface.clone(),
         slot: key.slot,
@@ -470,12 +497,14 @@ fn start_driver(
         vrid: spec.vrid,
         place: spec.place,
         vips: spec.vips.clone(),
-        maps: Maps::open(pin_dir).map_err(|source| AgentError::Dataplane {
-            iface: iface.clone(),
-            source: Box::new(source),
-        })?,
+        maps,
         announcer,
+        vmac: vmac.clone(),
     };
+    if let Some(v) = &vmac {
+        info!(%iface, slot = key.slot.as_str(), family = %key.family, vrid = spec.vrid,
+            mac = %super::vmac::fmt_mac(&v.mac), "the VIPs speak with the virtual MAC");
+    }
     info!(%iface, slot = key.slot.as_str(), family = %key.family, vrid = spec.vrid,
         priority = spec.priority, %primary, peers = ?config.unicast_peers,
         mode = if config.unicast_peers.is_empty() { "multicast" } else { "unicast" },
@@ -489,11 +518,12 @@ fn start_driver(
             Checksum::MessageOnly => ChecksumMode::MessageOnly,
         },
     };
-    Ok(if resume {
+    let driver = if resume {
         Driver::resume(config, ownership)?
     } else {
         Driver::start(config, ownership)?
-    })
+    };
+    Ok((driver, vmac))
 }
 
 /// `source` once the kernel accepts it as a source: an address the topology just added

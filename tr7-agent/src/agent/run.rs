@@ -117,6 +117,13 @@ pub enum AgentError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Signals(#[from] crate::signals::SignalError),
+    #[error("interface `{iface}`: virtual MAC: cannot {step}")]
+    VirtualMac {
+        iface: String,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the main loop waits for.

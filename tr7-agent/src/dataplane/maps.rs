@@ -11,8 +11,8 @@ use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValue
 use tr7_common::{
     Attachment, FAMILY_IPV4, FAMILY_IPV6, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS,
     MAX_VIPS, REASONS, Reason, SLOT_EMPTY, SLOT_TOMBSTONE, SLOT_USED, VIP_TABLE_PROBES,
-    VIP_TABLE_SIZE, VLAN_8021AD, VLAN_VID_MASK, VipCounters, VipKey, VipSlot, VipState, map,
-    vip_hash,
+    VIP_TABLE_SIZE, VLAN_8021AD, VLAN_VID_MASK, VMAC_BACKUP, VMAC_OWNED, VMAC_UNUSED, VipCounters,
+    VipKey, VipSlot, VipState, VmacState, map, vip_hash, vmac_index,
 };
 
 use super::DataplaneError;
@@ -111,6 +111,7 @@ pub struct Maps {
     pub iface_stats: PerCpuArray<MapData, IfaceCounters>,
     pub vip_stats: PerCpuArray<MapData, VipCounters>,
     pub attachments: HashMap<MapData, IfaceKey, Attachment>,
+    pub vmacs: Array<MapData, VmacState>,
     /// Counter indexes known free, once [`Self::free_index`] has read the directory.
     free: Option<FreeIndexes>,
 }
@@ -145,6 +146,8 @@ pub struct VipEntry {
     pub place: VipScope,
     pub addr: IpAddr,
     pub owned: bool,
+    /// The VRID whose virtual MAC the VIP speaks with; `None`: the interface MAC.
+    pub virtual_mac: Option<u8>,
     pub index: u32,
     pub counters: VipCounters,
 }
@@ -178,6 +181,7 @@ impl Maps {
             iface_stats: typed(pin_dir, map::IFACE_STATS)?,
             vip_stats: typed(pin_dir, map::VIP_STATS)?,
             attachments: typed(pin_dir, map::ATTACHMENTS)?,
+            vmacs: typed(pin_dir, map::VMACS)?,
             free: None,
         })
     }
@@ -246,21 +250,125 @@ impl Maps {
         owned: bool,
     ) -> Result<VipState, DataplaneError> {
         let key = vip_key(place, addr);
-        let index = match self.vips.get(&key, 0) {
-            Ok(state) => state.index,
+        let state = match self.vips.get(&key, 0) {
+            Ok(state) => VipState {
+                owned: u8::from(owned),
+                ..state
+            },
             Err(MapError::KeyNotFound) => {
                 let index = self.free_index()?;
                 self.zero_vip_counters(index)?;
-                index
+                VipState {
+                    owned: u8::from(owned),
+                    index,
+                    ..VipState::default()
+                }
             }
             Err(source) => return Err(DataplaneError::map_read(map::VIPS, source)),
         };
-        let state = VipState {
-            owned: u32::from(owned),
-            index,
-        };
         self.put(key, state)?;
         Ok(state)
+    }
+
+    /// Sets which link-layer address an existing VIP speaks with: the virtual MAC of
+    /// `vrid` (`Some`) or the interface MAC (`None`). Ownership is left as it is.
+    pub fn set_vip_virtual_mac(
+        &mut self,
+        place: VipScope,
+        addr: IpAddr,
+        vrid: Option<u8>,
+    ) -> Result<(), DataplaneError> {
+        let key = vip_key(place, addr);
+        let state = self
+            .vips
+            .get(&key, 0)
+            .map_err(|source| DataplaneError::map_read(map::VIPS, source))?;
+        let state = VipState {
+            virtual_mac: u8::from(vrid.is_some()),
+            vrid: vrid.unwrap_or(0),
+            ..state
+        };
+        self.put(key, state)
+    }
+
+    /// The virtual MAC of (`family`, `vrid`) on attachment `slot`.
+    pub fn vmac(&self, slot: u32, family: u8, vrid: u8) -> Result<VmacState, DataplaneError> {
+        self.vmacs
+            .get(&vmac_index(slot, family, vrid), 0)
+            .map_err(|source| DataplaneError::map_read(map::VMACS, source))
+    }
+
+    /// Makes attachment `slot` answer to the virtual MAC of (`family`, `vrid`), rewriting
+    /// it to `iface_mac`, owned or not. `owned: None` keeps the ownership an entry already
+    /// has (a resumed router), and makes a new entry not owned.
+    pub fn set_vmac(
+        &mut self,
+        slot: u32,
+        family: u8,
+        vrid: u8,
+        iface_mac: [u8; 6],
+        owned: Option<bool>,
+    ) -> Result<(), DataplaneError> {
+        let was_owned = self.vmac(slot, family, vrid)?.state == VMAC_OWNED;
+        let state = if owned.unwrap_or(was_owned) {
+            VMAC_OWNED
+        } else {
+            VMAC_BACKUP
+        };
+        self.write_vmac(
+            slot,
+            family,
+            vrid,
+            VmacState {
+                iface_mac,
+                state,
+                _pad: 0,
+            },
+        )
+    }
+
+    /// Flips the ownership of an entry [`Self::set_vmac`] made (the failover path).
+    pub fn own_vmac(
+        &mut self,
+        slot: u32,
+        family: u8,
+        vrid: u8,
+        owned: bool,
+    ) -> Result<(), DataplaneError> {
+        let mut entry = self.vmac(slot, family, vrid)?;
+        entry.state = if owned { VMAC_OWNED } else { VMAC_BACKUP };
+        self.write_vmac(slot, family, vrid, entry)
+    }
+
+    /// Stops attachment `slot` answering to the virtual MAC of (`family`, `vrid`).
+    pub fn clear_vmac(&mut self, slot: u32, family: u8, vrid: u8) -> Result<(), DataplaneError> {
+        self.write_vmac(
+            slot,
+            family,
+            vrid,
+            VmacState {
+                state: VMAC_UNUSED,
+                ..VmacState::default()
+            },
+        )
+    }
+
+    fn write_vmac(
+        &mut self,
+        slot: u32,
+        family: u8,
+        vrid: u8,
+        entry: VmacState,
+    ) -> Result<(), DataplaneError> {
+        if slot >= MAX_ATTACHMENTS {
+            return Err(DataplaneError::Full {
+                what: "attachment table",
+                max: MAX_ATTACHMENTS,
+            });
+        }
+        self.vmacs
+            .set(vmac_index(slot, family, vrid), entry, 0)
+            .map_err(|source| DataplaneError::map_write(map::VMACS, source))
     }
 
     /// Writes a VIP to the table the programs read, then to the directory.
@@ -373,8 +481,9 @@ impl Maps {
             }
         }
         let state = VipState {
-            owned: u32::from(owned),
+            owned: u8::from(owned),
             index,
+            ..VipState::default()
         };
         self.put(vip_key(place, addr), state)
     }
@@ -461,6 +570,7 @@ impl Maps {
                 },
                 addr: key_addr(&key),
                 owned: state.owned != 0,
+                virtual_mac: (state.virtual_mac != 0).then_some(state.vrid),
                 index: state.index,
                 counters: self.vip_counters(state.index)?,
             });
