@@ -214,8 +214,9 @@ impl LiveFrames {
 }
 
 /// Whether `ifindex` transmits XDP frames (`NETDEV_XDP_ACT_NDO_XMIT` in its `xdp_features`):
-/// one generic-netlink query, so callers ask it before loading the program (a program load
-/// is tens of milliseconds, and a restarted agent's routers resume on this path).
+/// one generic-netlink query, so callers ask it before loading the program (the announcer
+/// asks it at construction, and loads and probes the program on a background thread only
+/// when it passes).
 pub fn device_transmits(ifindex: u32) -> Result<(), Unavailable> {
     let features = xdp_features(ifindex).map_err(|e| Unavailable::NoFeatures(e.to_string()))?;
     if features & NETDEV_XDP_ACT_NDO_XMIT == 0 {
