@@ -253,7 +253,11 @@ fn show_status(bin: &Path, node: &str, ns: &str, expected: &[(&str, &str)]) -> R
   $ tr7 status --netns {ns}    # {node}"
                 );
                 for line in text.lines() {
-                    println!("    {line}");
+                    if line.is_empty() {
+                        println!();
+                    } else {
+                        println!("    {line}");
+                    }
                 }
                 if wrong.is_empty() {
                     println!("  [ok ] {node}'s status names the expected owners");
