@@ -92,12 +92,16 @@ fn to_mac(f: Frame, mac: [u8; 6]) -> Vec<u8> {
     b
 }
 
+/// A name, a frame, the verdict, the destination MAC it must leave the gate with (`None`:
+/// unchanged) and the reason counted.
+type Case = (&'static str, Vec<u8>, u32, Option<[u8; 6]>, Reason);
+
 #[test]
 fn gate_takes_frames_to_an_owned_virtual_mac_and_drops_a_backups() {
     let mut t = TestDataplane::load("vmac-gate");
     setup(&mut t);
     for tags in 0..3u8 {
-        let cases: [(&str, Vec<u8>, u32, Option<[u8; 6]>, Reason); 6] = [
+        let cases: [Case; 6] = [
             (
                 "IPv4 to the owned virtual MAC",
                 to_mac(

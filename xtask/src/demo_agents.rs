@@ -1,9 +1,10 @@
 //! The second part of `cargo xtask demo`: two real `tr7 agent` processes on a shared
 //! segment (a bridge in a namespace) with a client, IPv4 documentation addresses only.
 //! Active-Active: node-a owns 192.0.2.10, node-b 192.0.2.20; the client sees who answers
-//! ARP for each; node-a is killed with SIGKILL and both VIPs move to node-b while the
-//! client's ping continues. The lab, the agents and the pins go at the end, also when a
-//! step fails.
+//! ARP for each, and `tr7 status` of each node (the real binary on the agent's control
+//! socket) must name the same owners; node-a is killed with SIGKILL and both VIPs move to
+//! node-b while the client's ping continues, and node-b's status must say it owns both.
+//! The lab, the agents and the pins go at the end, also when a step fails.
 
 use std::{
     fs::File,
@@ -187,6 +188,94 @@ fn expect_owner(
     }
 }
 
+/// `tr7 status --netns NS` (human format): the agent's default control socket for that
+/// namespace, as a user would ask it.
+fn status(bin: &Path, ns: &str) -> Result<String, String> {
+    let out = Command::new(bin)
+        .args(["status", "--netns", ns])
+        .output()
+        .map_err(|e| format!("cannot run `tr7 status --netns {ns}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`tr7 status --netns {ns}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `owned` and `owner` fields of `vip`'s line in a human `tr7 status`
+/// (`    192.0.2.10    zone default: owned, owner this node, passed ...`).
+fn vip_fields<'a>(text: &'a str, vip: &str) -> Option<(&'a str, &'a str)> {
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(vip))?;
+    let (_, rest) = line.split_once(": ")?;
+    let (owned, rest) = rest.split_once(", owner ")?;
+    Some((owned, rest.split(", ").next()?))
+}
+
+/// What is wrong with `text` against `expected` (VIP, owner: `this node` or the owner's
+/// address); empty when each VIP names its owner, and is `owned` exactly where the owner
+/// is this node.
+fn status_mismatches(text: &str, expected: &[(&str, &str)]) -> Vec<String> {
+    expected
+        .iter()
+        .filter_map(|&(vip, owner)| {
+            let want_owned = if owner == "this node" { "owned" } else { "not owned" };
+            match vip_fields(text, vip) {
+                Some((owned, seen)) if owned == want_owned && seen == owner => None,
+                Some((owned, seen)) => Some(format!(
+                    "{vip}: status says `{owned}, owner {seen}`, expected `{want_owned}, owner {owner}`"
+                )),
+                None => Some(format!("{vip}: no line for it in the status")),
+            }
+        })
+        .collect()
+}
+
+/// Prints `tr7 status` of `node` and checks the owners it names (asked again for up to
+/// 3 s, so a status taken just before the last advert is not a failure); the error says
+/// which VIP shows which owner.
+fn show_status(bin: &Path, node: &str, ns: &str, expected: &[(&str, &str)]) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let result = status(bin, ns).map(|text| {
+            let wrong = status_mismatches(&text, expected);
+            (text, wrong)
+        });
+        let done = start.elapsed() > Duration::from_secs(3);
+        match result {
+            Ok((text, wrong)) if wrong.is_empty() || done => {
+                println!(
+                    "
+  $ tr7 status --netns {ns}    # {node}"
+                );
+                for line in text.lines() {
+                    if line.is_empty() {
+                        println!();
+                    } else {
+                        println!("    {line}");
+                    }
+                }
+                if wrong.is_empty() {
+                    println!("  [ok ] {node}'s status names the expected owners");
+                    return Ok(());
+                }
+                let why = format!("{node}'s `tr7 status`: {}", wrong.join("; "));
+                println!("  [BAD] {why}");
+                return Err(why);
+            }
+            Err(why) if done => {
+                println!("  [BAD] {node}: {why}");
+                return Err(format!("{node}: {why}"));
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 pub fn run(bin: &Path) -> anyhow::Result<()> {
     println!("\nPart 2: two agents (node-a, node-b) and a client on one bridge, one cluster file");
     let mut lab = Lab::create()?;
@@ -204,6 +293,24 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
     lab.start(bin, "node-b", NODE_B, PINS[1])?;
     let mut ok = expect_owner("192.0.2.10", "node-a", &macs, Duration::from_secs(10))
         & expect_owner("192.0.2.20", "node-b", &macs, Duration::from_secs(10));
+    // Each node names the other by its VRRP source address.
+    let mut status_failures: Vec<String> = [
+        show_status(
+            bin,
+            "node-a",
+            NODE_A,
+            &[("192.0.2.10", "this node"), ("192.0.2.20", "192.0.2.3")],
+        ),
+        show_status(
+            bin,
+            "node-b",
+            NODE_B,
+            &[("192.0.2.10", "192.0.2.2"), ("192.0.2.20", "this node")],
+        ),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
 
     println!(
         "\n7. the client pings 192.0.2.10 every 10 ms; kill -9 node-a's agent: its data plane\n   stops claiming (liveness fence) as node-b takes over (master-down interval) and announces"
@@ -244,6 +351,15 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
     }
     ok &= expect_owner("192.0.2.10", "node-b", &macs, Duration::from_secs(2))
         & expect_owner("192.0.2.20", "node-b", &macs, Duration::from_secs(2));
+    status_failures.extend(
+        show_status(
+            bin,
+            "node-b",
+            NODE_B,
+            &[("192.0.2.10", "this node"), ("192.0.2.20", "this node")],
+        )
+        .err(),
+    );
     println!("\n  node-b's ownership log (startup, then the takeover):");
     for line in lab
         .log("node-b")
@@ -252,12 +368,55 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
     {
         println!("    {line}");
     }
+    if !status_failures.is_empty() {
+        bail!(
+            "`tr7 status` does not show the expected owners: {}; logs in {}",
+            status_failures.join("; "),
+            lab.dir.display()
+        );
+    }
     if !ok {
         bail!(
             "the agents did not behave as expected; logs in {}",
             lab.dir.display()
         );
     }
-    println!("\nagents passed: the VIPs followed VRRP, and the client's traffic followed the VIPs");
+    println!(
+        "\nagents passed: the VIPs followed VRRP, the client's traffic followed the VIPs, and `tr7 status` said so"
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Lines as `tr7 status` prints them (tr7-agent/src/agent/status.rs, human format).
+    const STATUS: &str = "\
+eth0 (netns tr7demo-a) slot master IPv4 VRID 27: MASTER since 2026-11-25 18:24:22.717 UTC (2.1 s ago)
+  VIPs:
+    192.0.2.10                   zone default: owned, owner this node, passed 2 pkts, dropped 3, guarded 0
+eth0 (netns tr7demo-a) slot backup IPv4 VRID 180: BACKUP since 2026-11-25 18:24:22.396 UTC (2.4 s ago)
+  VIPs:
+    192.0.2.20                   zone default: not owned, owner 192.0.2.3, passed 0 pkts, dropped 5, guarded 0
+";
+
+    // Proves the owner check reads both fields of a VIP line, and names the VIP, what the
+    // status says and what was expected when they differ.
+    #[test]
+    fn status_owner_check() {
+        let right = [("192.0.2.10", "this node"), ("192.0.2.20", "192.0.2.3")];
+        assert!(status_mismatches(STATUS, &right).is_empty());
+        let wrong = status_mismatches(
+            STATUS,
+            &[("192.0.2.20", "this node"), ("192.0.2.30", "this node")],
+        );
+        assert_eq!(
+            wrong,
+            [
+                "192.0.2.20: status says `not owned, owner 192.0.2.3`, expected `owned, owner this node`",
+                "192.0.2.30: no line for it in the status",
+            ]
+        );
+    }
 }

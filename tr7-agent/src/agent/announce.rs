@@ -2,8 +2,8 @@
 //! advertisements for IPv6 VIPs, so that clients and switches move to this node at once.
 //!
 //! The frames are built when the agent starts, from the interface's MAC, so a takeover
-//! only sends bytes that already exist. They leave by one of two paths, chosen per
-//! interface at start-up and logged (`path`):
+//! only sends bytes that already exist. They leave by one of two paths, chosen per round
+//! and logged (`path`):
 //! - `xdp_live`: from the data plane, BPF_PROG_TEST_RUN with live frames on the
 //!   `tr7_announce` XDP program (see `dataplane::live_frames`), when the kernel and the
 //!   device allow it. The frames go straight to the driver: no qdisc, no TC egress guard.
@@ -13,6 +13,17 @@
 //!   is written before the announcement). A live-frames round that fails at run time is
 //!   sent this way too.
 //!
+//! An announcer is usable as soon as it is built, by AF_PACKET. Whether the interface takes
+//! live frames is decided in two steps: the cheap device query (`device_transmits`, one
+//! generic-netlink request) at construction, and, only when the device transmits XDP
+//! frames, the program load and probe on a background thread, once per interface
+//! (namespace, ifindex) for all its announcers. The load takes hundreds of milliseconds in
+//! a debug build, and announcers are built when routers start, including when a restarted
+//! agent resumes them: on that path a wait would let the peer take over. Until the
+//! background result is in, the interface is `pending` and rounds go by AF_PACKET; the
+//! first round after it reads the result and takes the live path if it passed. The result
+//! is published once through a `OnceLock`, so a round's check is one atomic load.
+//!
 //! `TR7_ANNOUNCE_PATH=af_packet` in the environment forces the socket path (tests, and a
 //! way out should a driver misbehave).
 //!
@@ -21,9 +32,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,6 +47,26 @@ use crate::netns;
 
 /// The environment variable that forces the AF_PACKET path (value `af_packet`).
 pub const PATH_ENV: &str = "TR7_ANNOUNCE_PATH";
+
+/// What [`Announcer::live_frames_unavailable`] says while the live-frames program loads
+/// and is probed in the background; rounds go by AF_PACKET meanwhile.
+pub const LIVE_PENDING: &str = "pending: the live-frames program is loading in the background";
+
+/// Loads the live-frames program for the background upgrade: [`LiveFrames::shared`] in the
+/// agent; a test passes one that waits, to hold the upgrade back.
+pub type LiveLoader = Box<dyn FnOnce() -> Result<&'static LiveFrames, Unavailable> + Send>;
+
+/// The live-frames decision for one interface: empty while pending; then the program, or
+/// why not (as text, logged and reported by `live_frames_unavailable`).
+type LiveCell = OnceLock<Result<&'static LiveFrames, String>>;
+
+/// The decisions of the interfaces (namespace, ifindex) that have a pending or live
+/// upgrade, for as long as one of their announcers lives: one background load and one
+/// upgrade log per interface, whatever the number of slots and families on it.
+static LIVE_CELLS: Mutex<Vec<(LiveKey, Weak<LiveCell>)>> = Mutex::new(Vec::new());
+
+/// An interface: its namespace (`ip netns` name, `None`: the agent's) and ifindex.
+type LiveKey = (Option<String>, u32);
 
 /// How many times each frame is sent, and how far apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,8 +113,6 @@ pub struct Announcer {
     iface: String,
     frames: Vec<(IpAddr, Vec<u8>)>,
     sender: Sender,
-    /// Why the live-frames path is not used, when it is not.
-    unavailable: Option<String>,
     burst: Burst,
     /// The rounds after the first run on this thread, so the VRRP driver's thread is not
     /// held up by the pacing. Each request carries the generation it belongs to.
@@ -97,23 +125,29 @@ pub struct Announcer {
 }
 
 /// One AF_PACKET socket bound to nothing, and the interface's address to send to; and the
-/// live-frames program when this interface takes live frames.
+/// interface's live-frames decision, read at each round.
 #[derive(Clone)]
 struct Sender {
     socket: Arc<Socket>,
     to: LinkAddr,
-    live: Option<&'static LiveFrames>,
+    live: Arc<LiveCell>,
     /// The namespace the live-frames test run must be issued in (the ifindex is looked up
     /// in the caller's namespace); `None`: the caller's.
     netns: Option<String>,
 }
 
 impl Sender {
-    /// Sends one round. Must run in `self.netns` (see [`Sender::round`]) for the live path.
-    fn send(&self, iface: &str, vip: IpAddr, frame: &[u8]) {
-        if let Some(live) = self.live {
+    /// The program, once the background load and probe passed.
+    fn live(&self) -> Option<&'static LiveFrames> {
+        self.live.get()?.as_ref().ok().copied()
+    }
+
+    /// Sends one frame, by `live` when given (in `self.netns`, see [`Sender::round`]);
+    /// returns whether it left by live frames.
+    fn send(&self, live: Option<&LiveFrames>, iface: &str, vip: IpAddr, frame: &[u8]) -> bool {
+        if let Some(live) = live {
             match live.transmit(self.to.ifindex() as u32, frame, 1) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(error) => {
                     warn!(%iface, %vip, %error, path = "af_packet",
                         "live-frames transmission failed; this frame goes by AF_PACKET");
@@ -125,27 +159,41 @@ impl Sender {
         if let Err(error) = result {
             warn!(%iface, %vip, %error, "announcement frame not sent");
         }
+        false
     }
 
     /// Sends every frame once, in the interface's namespace when the live path needs it.
-    fn round(&self, iface: &str, frames: &[(IpAddr, Vec<u8>)]) {
-        let send_all = || {
+    /// The path is read once per round, so a round never mixes paths unless a live
+    /// transmission fails; returns the path: `xdp_live` when every frame left by live
+    /// frames, else `af_packet`.
+    fn round(&self, iface: &str, frames: &[(IpAddr, Vec<u8>)]) -> &'static str {
+        let send_all = |live: Option<&LiveFrames>| {
+            let mut all_live = true;
             for (vip, frame) in frames {
-                self.send(iface, *vip, frame);
+                all_live &= self.send(live, iface, *vip, frame);
             }
+            all_live
         };
-        match (&self.live, &self.netns) {
-            (Some(_), Some(ns)) => {
-                if let Err(error) = netns::within(Some(ns), send_all) {
-                    warn!(%iface, %error, "announcement round not sent");
-                }
-            }
-            _ => send_all(),
+        let live = self.live();
+        let all_live = match (live, &self.netns) {
+            (Some(live), Some(ns)) => netns::within(Some(ns), || send_all(Some(live)))
+                .unwrap_or_else(|error| {
+                    warn!(%iface, %error, path = "af_packet",
+                        "cannot enter the namespace for live frames; this round goes by AF_PACKET");
+                    send_all(None)
+                }),
+            (live, _) => send_all(live),
+        };
+        if live.is_some() && all_live {
+            "xdp_live"
+        } else {
+            "af_packet"
         }
     }
 
+    /// The path the next round takes.
     fn path(&self) -> &'static str {
-        if self.live.is_some() {
+        if self.live().is_some() {
             "xdp_live"
         } else {
             "af_packet"
@@ -153,29 +201,104 @@ impl Sender {
     }
 }
 
-/// Chooses the path for `ifindex`; runs in the interface's namespace.
-fn choose_live(ifindex: u32) -> Result<&'static LiveFrames, Unavailable> {
+/// The cheap half of the choice, at construction; runs in the interface's namespace.
+/// `Ok`: the device transmits XDP frames, the program load and probe decide (later).
+fn device_allows_live(ifindex: u32) -> Result<(), Unavailable> {
     if std::env::var(PATH_ENV).is_ok_and(|v| v == "af_packet") {
         return Err(Unavailable::Forced);
     }
     // The device first: a cheap query that refuses most interfaces (plain veths, bridge
-    // ports) before the program is loaded.
-    crate::dataplane::live_frames::device_transmits(ifindex)?;
-    let live = LiveFrames::shared()?;
-    live.probe(ifindex)?;
-    Ok(live)
+    // ports) without a thread or a program load.
+    crate::dataplane::live_frames::device_transmits(ifindex)
+}
+
+/// The live-frames decision of interface `key`: the one its other announcers share, or a
+/// new pending one whose load and probe start on a background thread.
+fn live_cell(key: LiveKey, iface: &str, loader: LiveLoader) -> Arc<LiveCell> {
+    let mut cells = LIVE_CELLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    cells.retain(|(_, cell)| cell.strong_count() > 0);
+    if let Some(cell) = cells
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, c)| c.upgrade())
+    {
+        return cell;
+    }
+    let cell = Arc::new(LiveCell::new());
+    cells.push((key.clone(), Arc::downgrade(&cell)));
+    drop(cells);
+    upgrade_in_background(cell.clone(), key, iface, loader);
+    cell
+}
+
+/// Loads the program and probes the interface on a thread of its own (in the interface's
+/// namespace), publishes the result in `cell` and logs it: the one upgrade log of the
+/// interface.
+fn upgrade_in_background(cell: Arc<LiveCell>, key: LiveKey, iface: &str, loader: LiveLoader) {
+    let (netns, ifindex) = key;
+    let name = iface.to_owned();
+    let published = cell.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("live-{iface}"))
+        .spawn(move || {
+            let iface = name;
+            let result = netns::within(netns.as_deref(), || {
+                let live = loader()?;
+                live.probe(ifindex)?;
+                Ok::<_, Unavailable>(live)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            let _ = published.set(result);
+            match published.get() {
+                Some(Ok(_)) => info!(%iface, path = "xdp_live",
+                    "live frames ready: the next announcement rounds go from the data plane"),
+                Some(Err(why)) => info!(%iface, path = "af_packet", live_frames_unavailable = %why,
+                    "live frames unavailable: announcements stay on AF_PACKET"),
+                None => {}
+            }
+        });
+    if let Err(error) = spawned {
+        let why = format!("cannot start the live-frames thread: {error}");
+        warn!(%iface, path = "af_packet", live_frames_unavailable = %why,
+            "live frames unavailable: announcements stay on AF_PACKET");
+        let _ = cell.set(Err(why));
+    }
 }
 
 impl Announcer {
     /// Builds the frames for `vips` (all of one family) on `iface` in namespace `netns`
     /// (`ip netns` name; `None`: the caller's) and opens the socket. The frames speak with
     /// `virtual_mac` when given (a virtual-MAC router), else with the interface's MAC.
+    /// Returns without waiting for the live-frames program: see the module documentation.
     pub fn new(
         netns: Option<&str>,
         iface: &str,
         vips: &[IpAddr],
         burst: Burst,
         virtual_mac: Option<[u8; 6]>,
+    ) -> Result<Self, AnnounceError> {
+        Self::with_live_loader(
+            netns,
+            iface,
+            vips,
+            burst,
+            virtual_mac,
+            Box::new(LiveFrames::shared),
+        )
+    }
+
+    /// [`Announcer::new`] with the loader of the background upgrade given (used only when
+    /// the interface has no pending or live upgrade yet).
+    pub fn with_live_loader(
+        netns: Option<&str>,
+        iface: &str,
+        vips: &[IpAddr],
+        burst: Burst,
+        virtual_mac: Option<[u8; 6]>,
+        loader: LiveLoader,
     ) -> Result<Self, AnnounceError> {
         let setup = |step| {
             let iface = iface.to_owned();
@@ -185,7 +308,7 @@ impl Announcer {
                 source,
             }
         };
-        let (socket, link, link_local, live) = netns::within(netns, || {
+        let (socket, link, link_local, device) = netns::within(netns, || {
             // Protocol 0: this socket only sends; it receives nothing.
             let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
                 .map_err(setup("open an AF_PACKET socket"))?;
@@ -200,8 +323,8 @@ impl Announcer {
                 .iter()
                 .filter_map(|a| a.address.as_ref()?.as_sockaddr_in6().map(|s| s.ip()))
                 .find(Ipv6Addr::is_unicast_link_local);
-            let live = link.map(|l| choose_live(l.ifindex() as u32));
-            Ok((socket, link, link_local, live))
+            let device = link.map(|l| device_allows_live(l.ifindex() as u32));
+            Ok((socket, link, link_local, device))
         })
         .map_err(|source| AnnounceError::Netns {
             iface: iface.to_owned(),
@@ -230,10 +353,14 @@ impl Announcer {
                 (vip, frame)
             })
             .collect();
-        let (live, unavailable) = match live {
-            Some(Ok(live)) => (Some(live), None),
-            Some(Err(why)) => (None, Some(why.to_string())),
-            None => (None, None),
+        // `device` is `Some` whenever `link` is.
+        let live = match device {
+            Some(Err(why)) => Arc::new(LiveCell::from(Err(why.to_string()))),
+            _ => live_cell(
+                (netns.map(str::to_owned), link.ifindex() as u32),
+                iface,
+                loader,
+            ),
         };
         let sender = Sender {
             socket: Arc::new(socket),
@@ -251,14 +378,13 @@ impl Announcer {
             count = burst.count,
             pacing_ms = burst.pacing.as_millis() as u64,
             path = sender.path(),
-            live_frames_unavailable = unavailable.as_deref().unwrap_or(""),
+            live_frames_unavailable = live_unavailable(&sender.live).unwrap_or(""),
             "announcement frames built"
         );
         Ok(Self {
             iface: iface.to_owned(),
             frames,
             sender,
-            unavailable,
             burst,
             repeats: None,
             generation: Arc::new(AtomicU64::new(0)),
@@ -267,24 +393,28 @@ impl Announcer {
     }
 
     /// Sends the burst: the first round now, on the calling thread; the other rounds
-    /// paced on a worker thread.
-    pub fn announce(&mut self) {
-        self.sender.round(&self.iface, &self.frames);
-        debug!(iface = %self.iface, frames = self.frames.len(), path = self.sender.path(),
+    /// paced on a worker thread. Returns the first round's path (`xdp_live` or
+    /// `af_packet`), for the caller's log.
+    pub fn announce(&mut self) -> &'static str {
+        let path = self.sender.round(&self.iface, &self.frames);
+        debug!(iface = %self.iface, frames = self.frames.len(), round = 1, path,
             "announcement round sent");
         if self.burst.count > 1 {
             self.repeat();
         }
+        path
     }
 
-    /// The path the frames take: `xdp_live` or `af_packet`.
+    /// The path the next round takes: `xdp_live` once the background load and probe
+    /// passed, `af_packet` before (pending) or when they did not.
     pub fn path(&self) -> &'static str {
         self.sender.path()
     }
 
-    /// Why the frames do not go by live frames (`None` on the `xdp_live` path).
+    /// Why the frames do not go by live frames: `None` on the `xdp_live` path,
+    /// [`LIVE_PENDING`] while the background load and probe run, else the reason.
     pub fn live_frames_unavailable(&self) -> Option<&str> {
-        self.unavailable.as_deref()
+        live_unavailable(&self.sender.live)
     }
 
     /// The pre-built frames, per VIP, exactly as they are sent.
@@ -316,19 +446,23 @@ impl Announcer {
                         Some(Err(error)) => {
                             warn!(%iface, %error, path = "af_packet",
                                 "announcement worker cannot enter the namespace");
-                            sender.live = None;
+                            sender.live = Arc::new(LiveCell::from(Err(format!(
+                                "the announcement worker cannot enter the namespace: {error}"
+                            ))));
                             None
                         }
                         None => None,
                     };
                     while let Ok(wanted) = rx.recv() {
-                        for _ in 1..burst.count {
+                        for round in 2..=burst.count {
                             std::thread::sleep(burst.pacing);
                             if generation.load(Ordering::SeqCst) != wanted {
                                 debug!(%iface, "announcement burst cancelled");
                                 break;
                             }
-                            sender.round(&iface, &frames);
+                            let path = sender.round(&iface, &frames);
+                            debug!(%iface, frames = frames.len(), round, path,
+                                "announcement round sent");
                         }
                     }
                 });
@@ -346,6 +480,15 @@ impl Announcer {
         if let Some(tx) = &self.repeats {
             let _ = tx.send(self.generation.load(Ordering::SeqCst));
         }
+    }
+}
+
+/// What `live_frames_unavailable` reports for `cell`.
+fn live_unavailable(cell: &LiveCell) -> Option<&str> {
+    match cell.get() {
+        None => Some(LIVE_PENDING),
+        Some(Ok(_)) => None,
+        Some(Err(why)) => Some(why),
     }
 }
 

@@ -89,10 +89,10 @@ impl Ownership for SlotOwnership {
     }
 
     fn announce(&mut self, reason: AnnounceReason) {
-        self.announcer.announce();
+        let path = self.announcer.announce();
         info!(
             iface = %self.iface, slot = %self.slot.as_str(), family = %self.family,
-            vrid = self.vrid, ?reason, path = "af_packet", vips = ?self.vips,
+            vrid = self.vrid, ?reason, path, vips = ?self.vips,
             "VIPs announced"
         );
     }

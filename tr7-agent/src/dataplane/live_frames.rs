@@ -8,8 +8,10 @@
 //! the one syscall is issued here through libc, with the attribute layout of
 //! `union bpf_attr`'s `test` member (include/uapi/linux/bpf.h).
 //!
-//! Whether an interface can take the frames is decided before the first takeover, by
-//! [`LiveFrames::probe`]: the kernel must know the flag, and the device must advertise
+//! Whether an interface can take the frames is decided by [`LiveFrames::probe`], which the
+//! announcer runs on a background thread after the cheap [`device_transmits`] check (so a
+//! router's start never waits for the program load): the kernel must know the flag, and
+//! the device must advertise
 //! `NETDEV_XDP_ACT_NDO_XMIT` in its XDP features (netdev generic netlink family, Linux 6.3).
 //! The second check matters: a redirect to a device that cannot transmit XDP frames is
 //! dropped silently, the test run still returns 0. A veth, for one, only transmits XDP
@@ -214,8 +216,9 @@ impl LiveFrames {
 }
 
 /// Whether `ifindex` transmits XDP frames (`NETDEV_XDP_ACT_NDO_XMIT` in its `xdp_features`):
-/// one generic-netlink query, so callers ask it before loading the program (a program load
-/// is tens of milliseconds, and a restarted agent's routers resume on this path).
+/// one generic-netlink query, so callers ask it before loading the program (the announcer
+/// asks it at construction, and loads and probes the program on a background thread only
+/// when it passes).
 pub fn device_transmits(ifindex: u32) -> Result<(), Unavailable> {
     let features = xdp_features(ifindex).map_err(|e| Unavailable::NoFeatures(e.to_string()))?;
     if features & NETDEV_XDP_ACT_NDO_XMIT == 0 {
