@@ -281,3 +281,74 @@ mod tests {
         assert_eq!(worst_overlap(&b, 1, i), Overlap::default());
     }
 }
+
+/// One frame seen by a [`FrameCapture`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenFrame {
+    /// `sll_pkttype`: 4 (`PACKET_OUTGOING`) for frames the interface sent, else received.
+    pub pkttype: u8,
+    pub bytes: Vec<u8>,
+}
+
+impl SeenFrame {
+    pub const OUTGOING: u8 = 4;
+
+    pub fn src_mac(&self) -> Option<[u8; 6]> {
+        self.bytes.get(6..12)?.try_into().ok()
+    }
+}
+
+/// Every frame on one interface, both directions, as an AF_PACKET socket in its namespace
+/// sees them; stops when dropped.
+pub struct FrameCapture {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<SeenFrame>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FrameCapture {
+    pub fn start(ns: &str, iface: &str) -> Self {
+        let fd = tr7::netns::within(Some(ns), || open(iface))
+            .unwrap_or_else(|e| panic!("enter {ns}: {e}"))
+            .unwrap_or_else(|e| panic!("AF_PACKET capture on {iface} in {ns}: {e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, seen) = (stop.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((len, Some(from))) =
+                        sock::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf)
+                    else {
+                        continue;
+                    };
+                    let pkttype = from.as_link_addr().map_or(0, |l| l.pkttype());
+                    seen.lock().unwrap().push(SeenFrame {
+                        pkttype,
+                        bytes: buf[..len].to_vec(),
+                    });
+                }
+            })
+        };
+        Self {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every frame captured so far, in order.
+    pub fn frames(&self) -> Vec<SeenFrame> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FrameCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

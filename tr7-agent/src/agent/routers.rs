@@ -72,6 +72,8 @@ pub struct VipInterface {
     pub id: IfaceRef,
     pub netns: Option<String>,
     pub place: VipScope,
+    /// A slot of the interface uses the virtual MAC.
+    pub virtual_mac: bool,
 }
 
 /// The interfaces of `view` that carry VIPs. Scopes are the interface's position in the
@@ -88,6 +90,7 @@ pub fn vip_interfaces(view: &NodeView, target: &Target) -> Vec<VipInterface> {
                 .resolve(iface.id.namespace.as_deref())
                 .map(str::to_owned),
             place: VipScope::untagged(u32::try_from(n + 1).unwrap_or(u32::MAX)),
+            virtual_mac: iface.slots.iter().any(|s| s.virtual_mac),
         })
         .collect()
 }

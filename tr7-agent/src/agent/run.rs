@@ -421,12 +421,13 @@ impl Agent {
             if self.attached.contains(v) {
                 continue;
             }
+            let mode = self.xdp_mode(v);
             match dataplane::attach(
                 &self.args.pin_dir,
                 &v.id.name,
                 v.netns.as_deref(),
                 v.place.scope,
-                self.args.xdp_mode,
+                mode,
             ) {
                 Ok(att) => {
                     info!(iface = %att.iface, ifindex = att.ifindex, scope = att.scope,
@@ -441,6 +442,33 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// The XDP mode for `v`: `--xdp-mode`, except that `auto` on a veth that carries a
+    /// virtual-MAC router means generic. On a veth the kernel sorts a frame into "for
+    /// this host" or "for another host" before a native XDP program runs and does not look
+    /// again, so the gate's rewrite of a virtual MAC to the interface MAC would come too
+    /// late; generic XDP (and a NIC's driver, which builds the frame's skb after XDP)
+    /// sorts the frame after the program.
+    fn xdp_mode(&self, v: &VipInterface) -> XdpAttachMode {
+        if self.args.xdp_mode != XdpAttachMode::Auto || !v.virtual_mac {
+            return self.args.xdp_mode;
+        }
+        let veth = crate::netns::within(v.netns.as_deref(), || {
+            nix::net::if_::if_nametoindex(v.id.name.as_str())
+        })
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|ifindex| dataplane::vlan_offload::is_veth(ifindex, v.netns.as_deref()).ok())
+        .unwrap_or(false);
+        if veth {
+            info!(iface = %v.id.name, mode = "generic",
+                "a virtual-MAC router on a veth: the gate runs in generic mode, where the \
+                 kernel takes a rewritten destination MAC into account");
+            XdpAttachMode::Generic
+        } else {
+            XdpAttachMode::Auto
+        }
     }
 
     /// Each running router's status for `tr7 status` and /metrics (no I/O: the reporter

@@ -289,6 +289,11 @@ enum Peer {
     },
 }
 
+/// Whether `ifindex` in `netns` is a veth.
+pub fn is_veth(ifindex: u32, netns: Option<&str>) -> io::Result<bool> {
+    Ok(veth_peer(ifindex, netns)?.is_some())
+}
+
 /// The other end of `ifindex` in `netns` when it is a veth, asked over route netlink on a
 /// thread of its own (its own runtime, so callers inside a tokio runtime are fine too).
 fn veth_peer(ifindex: u32, netns: Option<&str>) -> io::Result<Option<Peer>> {

@@ -1,0 +1,267 @@
+//! Two real `tr7 agent` processes with `virtual_mac: true`, node-a and node-b on a bridge
+//! with a client (namespaces, documentation addresses, unicast VRRP at 100 ms,
+//! Active-Active). The VIPs' link-layer address is the RFC 9568 7.3 virtual MAC on
+//! whichever node owns them: the client learns 00:00:5e:00:01:VRID for the IPv4 VIP and
+//! 00:00:5e:00:02:VRID for the IPv6 VIP, the backup never sends a frame from that MAC, and
+//! after kill -9 of the master the client's neighbour entries stay as they were while its
+//! traffic reaches the new master, whose bridge port the switch has moved the MAC to.
+
+use std::time::Duration;
+
+use tr7_tests::agents::{Agent, TempDir, wait_for};
+use tr7_tests::capture::{FrameCapture, SeenFrame};
+use tr7_tests::lab::Lab;
+
+const CLUSTER: &str = "\
+name: vmac-lab
+nodes: [{name: node-a}, {name: node-b}]
+interfaces:
+  - name: eth0
+    type: ethernet
+    addresses:
+      node-a: [192.0.2.2/24, 2001:db8::2/64]
+      node-b: [192.0.2.3/24, 2001:db8::3/64]
+    vrrp:
+      unicast:
+        node-a: [192.0.2.2, 2001:db8::2]
+        node-b: [192.0.2.3, 2001:db8::3]
+      advert_interval: 100ms
+      virtual_mac: true
+      master: {vrid: 51}
+      backup: {vrid: 52}
+    vips:
+      master: [{address: 192.0.2.10}, {address: 2001:db8::10}]
+      backup: [{address: 192.0.2.20}, {address: 2001:db8::20}]
+";
+
+const MASTER_VIPS: [&str; 2] = ["192.0.2.10", "2001:db8::10"];
+const BACKUP_VIPS: [&str; 2] = ["192.0.2.20", "2001:db8::20"];
+const MASTER_V4_MAC: [u8; 6] = [0, 0, 0x5e, 0, 1, 51];
+const MASTER_V6_MAC: [u8; 6] = [0, 0, 0x5e, 0, 2, 51];
+const BACKUP_V4_MAC: [u8; 6] = [0, 0, 0x5e, 0, 1, 52];
+const BACKUP_V6_MAC: [u8; 6] = [0, 0, 0x5e, 0, 2, 52];
+
+fn text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The client's neighbour entry for `vip`: its MAC, if any.
+fn neighbour(lab: &Lab, client: &str, vip: &str) -> Option<String> {
+    let out = lab.exec(client, &["ip", "neigh", "show", vip, "dev", "eth0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_lowercase)
+}
+
+fn ping(lab: &Lab, client: &str, vip: &str) -> bool {
+    lab.exec(client, &["ping", "-c", "1", "-W", "1", vip])
+        .status
+        .success()
+}
+
+/// The bridge port the switch's forwarding database has `mac` on.
+fn fdb_port(lab: &Lab, sw: &str, mac: [u8; 6]) -> Option<String> {
+    let out = lab.exec(sw, &["bridge", "fdb", "show", "br", "br0"]);
+    let mac = text(mac);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&mac) && !l.contains("self"))
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|x| *x == "dev")?;
+            w.next().map(str::to_owned)
+        })
+}
+
+/// Frames a node sent into the bridge (received on its port) from `mac`.
+fn sent_from(frames: &[SeenFrame], mac: [u8; 6]) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.pkttype != SeenFrame::OUTGOING && f.src_mac() == Some(mac))
+        .count()
+}
+
+/// The client's neighbours and the switch's forwarding database, for failure messages.
+fn diagnosis(lab: &Lab, sw: &str, client: &str) -> String {
+    let out =
+        |ns: &str, cmd: &[&str]| String::from_utf8_lossy(&lab.exec(ns, cmd).stdout).into_owned();
+    format!(
+        "client neighbours:\n{}switch fdb:\n{}",
+        out(client, &["ip", "neigh", "show", "dev", "eth0"]),
+        out(sw, &["bridge", "fdb", "show", "br", "br0"])
+    )
+}
+
+#[test]
+fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
+    let mut lab = Lab::new("vml");
+    let sw = lab.netns("sw");
+    let node_a = lab.netns("a");
+    let node_b = lab.netns("b");
+    let client = lab.netns("client");
+    lab.bridge(&sw, "br0");
+    lab.veth_to_bridge(&node_a, "eth0", &sw, "pa", "br0");
+    lab.veth_to_bridge(&node_b, "eth0", &sw, "pb", "br0");
+    lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
+    lab.addr(&client, "eth0", "192.0.2.1/24");
+    lab.addr(&client, "eth0", "2001:db8::1/64");
+    for ns in [&node_a, &node_b, &client] {
+        lab.wait_ipv6_ready(ns, "eth0");
+    }
+    let dir = std::env::temp_dir().join(format!("{node_a}-vmac"));
+    std::fs::create_dir_all(&dir).expect("create test directory");
+    let _dir = TempDir(dir.clone());
+    let file = dir.join("cluster.yaml");
+    std::fs::write(&file, CLUSTER).expect("write cluster file");
+    let port_a = FrameCapture::start(&sw, "pa");
+    let port_b = FrameCapture::start(&sw, "pb");
+    let mut a = Agent::start("node-a", &node_a, &file, &dir);
+    let b = Agent::start("node-b", &node_b, &file, &dir);
+
+    wait_for(Duration::from_secs(10), "Active-Active election", || {
+        a.owns_all(&MASTER_VIPS)
+            && a.owns_none(&BACKUP_VIPS)
+            && b.owns_all(&BACKUP_VIPS)
+            && b.owns_none(&MASTER_VIPS)
+    });
+    // From here on the election is settled (before it, a node that started first may
+    // have been master of both slots for a moment, legitimately).
+    let (settled_a, settled_b) = (port_a.frames().len(), port_b.frames().len());
+    for vip in MASTER_VIPS.iter().chain(&BACKUP_VIPS) {
+        assert!(
+            ping(&lab, &client, vip),
+            "client cannot ping {vip}; {}",
+            diagnosis(&lab, &sw, &client)
+        );
+    }
+    // The client knows every VIP by its router's virtual MAC, not a node's MAC.
+    let want = [
+        (MASTER_VIPS[0], MASTER_V4_MAC),
+        (MASTER_VIPS[1], MASTER_V6_MAC),
+        (BACKUP_VIPS[0], BACKUP_V4_MAC),
+        (BACKUP_VIPS[1], BACKUP_V6_MAC),
+    ];
+    for (vip, mac) in want {
+        assert_eq!(
+            neighbour(&lab, &client, vip),
+            Some(text(mac)),
+            "client's neighbour entry for {vip}"
+        );
+    }
+    // The switch learned each virtual MAC on its master's port.
+    for (mac, port) in [
+        (MASTER_V4_MAC, "pa"),
+        (MASTER_V6_MAC, "pa"),
+        (BACKUP_V4_MAC, "pb"),
+        (BACKUP_V6_MAC, "pb"),
+    ] {
+        wait_for(
+            Duration::from_secs(2),
+            "the switch learns the virtual MAC",
+            || fdb_port(&lab, &sw, mac).as_deref() == Some(port),
+        );
+    }
+    // Ten more advert intervals of steady state, then: no node sent from the virtual MAC
+    // of a router that is backup there.
+    std::thread::sleep(Duration::from_secs(1));
+    let (from_a, from_b) = (
+        port_a.frames().split_off(settled_a),
+        port_b.frames().split_off(settled_b),
+    );
+    for mac in [BACKUP_V4_MAC, BACKUP_V6_MAC] {
+        assert_eq!(sent_from(&from_a, mac), 0, "node-a sent from {}", text(mac));
+        assert!(
+            sent_from(&from_b, mac) > 0,
+            "node-b never sent from {}",
+            text(mac)
+        );
+    }
+    for mac in [MASTER_V4_MAC, MASTER_V6_MAC] {
+        assert_eq!(sent_from(&from_b, mac), 0, "node-b sent from {}", text(mac));
+        assert!(
+            sent_from(&from_a, mac) > 0,
+            "node-a never sent from {}",
+            text(mac)
+        );
+    }
+    let a_mac = lab.mac(&node_a, "eth0");
+    eprintln!(
+        "election: node-a ({a_mac}) sent {} frames, node-b {}; no frame from a backup's virtual MAC",
+        from_a.len(),
+        from_b.len()
+    );
+
+    // kill -9 of node-a: node-b takes the master list over.
+    a.kill9();
+    let took = wait_for(
+        Duration::from_secs(2),
+        "node-b owns every VIP after kill -9 of node-a",
+        || b.owns_all(&MASTER_VIPS) && b.owns_all(&BACKUP_VIPS),
+    );
+    eprintln!("kill -9: node-b owned every VIP after {took:?}");
+    for (mac, what) in [(MASTER_V4_MAC, "IPv4"), (MASTER_V6_MAC, "IPv6")] {
+        wait_for(
+            Duration::from_secs(2),
+            "the switch moves the master's virtual MAC to node-b's port",
+            || fdb_port(&lab, &sw, mac).as_deref() == Some("pb"),
+        );
+        eprintln!("kill -9: the switch has the {what} virtual MAC on node-b's port");
+    }
+    for vip in MASTER_VIPS {
+        wait_for(
+            Duration::from_secs(5),
+            "the client's traffic to the VIP reaches node-b",
+            || ping(&lab, &client, vip),
+        );
+    }
+    // The client's entries never changed: same MAC, no neighbour update needed.
+    for (vip, mac) in want {
+        assert_eq!(
+            neighbour(&lab, &client, vip),
+            Some(text(mac)),
+            "client's neighbour entry for {vip} after the takeover"
+        );
+    }
+    // Each node put the four virtual MACs in its interface's unicast filter.
+    let all = [MASTER_V4_MAC, MASTER_V6_MAC, BACKUP_V4_MAC, BACKUP_V6_MAC];
+    assert_eq!(
+        filtered(&lab, &node_b, &all),
+        all.len(),
+        "node-b's unicast filter"
+    );
+    // SIGTERM: node-b hands over and removes them; the killed node-a left its own for the
+    // next agent to adopt.
+    let mut b = b;
+    b.sigterm();
+    assert!(
+        b.wait_exit().success(),
+        "node-b's agent did not exit cleanly"
+    );
+    assert_eq!(
+        filtered(&lab, &node_b, &all),
+        0,
+        "node-b's unicast filter after SIGTERM"
+    );
+    assert_eq!(
+        filtered(&lab, &node_a, &all),
+        all.len(),
+        "node-a's unicast filter after kill -9"
+    );
+}
+
+/// How many of `macs` are in the unicast filter of `ns`'s eth0.
+fn filtered(lab: &Lab, ns: &str, macs: &[[u8; 6]]) -> usize {
+    let out = lab.exec(ns, &["bridge", "fdb", "show", "dev", "eth0"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    macs.iter()
+        .filter(|&&m| {
+            table
+                .lines()
+                .any(|l| l.starts_with(&text(m)) && l.contains("self permanent"))
+        })
+        .count()
+}
