@@ -96,9 +96,25 @@ fn diagnosis(lab: &Lab, sw: &str, client: &str) -> String {
     )
 }
 
-#[test]
-fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
-    let mut lab = Lab::new("vml");
+/// The lab: a switch namespace with bridge br0, node-a, node-b and a client on it; the
+/// cluster file written; captures on both nodes' bridge ports; both agents started.
+struct Setup {
+    // Dropped first: agents before their namespaces.
+    a: Agent,
+    b: Agent,
+    port_a: FrameCapture,
+    port_b: FrameCapture,
+    lab: Lab,
+    sw: String,
+    node_a: String,
+    node_b: String,
+    client: String,
+    file: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+fn setup(tag: &str) -> Setup {
+    let mut lab = Lab::new(tag);
     let sw = lab.netns("sw");
     let node_a = lab.netns("a");
     let node_b = lab.netns("b");
@@ -119,23 +135,56 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
     std::fs::write(&file, CLUSTER).expect("write cluster file");
     let port_a = FrameCapture::start(&sw, "pa");
     let port_b = FrameCapture::start(&sw, "pb");
-    let mut a = Agent::start("node-a", &node_a, &file, &dir);
+    let a = Agent::start("node-a", &node_a, &file, &dir);
     let b = Agent::start("node-b", &node_b, &file, &dir);
 
+    Setup {
+        a,
+        b,
+        port_a,
+        port_b,
+        lab,
+        sw,
+        node_a,
+        node_b,
+        client,
+        file,
+        _dir,
+    }
+}
+
+impl Setup {
+    fn wait_for_election(&self) {
+        let (a, b) = (&self.a, &self.b);
+        wait_for(Duration::from_secs(10), "Active-Active election", || {
+            a.owns_all(&MASTER_VIPS)
+                && a.owns_none(&BACKUP_VIPS)
+                && b.owns_all(&BACKUP_VIPS)
+                && b.owns_none(&MASTER_VIPS)
+        });
+    }
+}
+
+#[test]
+fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
+    let mut s = setup("vml");
+    let (lab, sw, client) = (&s.lab, s.sw.as_str(), s.client.as_str());
+    let (node_a, node_b) = (s.node_a.as_str(), s.node_b.as_str());
+    let (port_a, port_b) = (&s.port_a, &s.port_b);
     wait_for(Duration::from_secs(10), "Active-Active election", || {
-        a.owns_all(&MASTER_VIPS)
-            && a.owns_none(&BACKUP_VIPS)
-            && b.owns_all(&BACKUP_VIPS)
-            && b.owns_none(&MASTER_VIPS)
+        s.a.owns_all(&MASTER_VIPS)
+            && s.a.owns_none(&BACKUP_VIPS)
+            && s.b.owns_all(&BACKUP_VIPS)
+            && s.b.owns_none(&MASTER_VIPS)
     });
     // From here on the election is settled (before it, a node that started first may
     // have been master of both slots for a moment, legitimately).
     let (settled_a, settled_b) = (port_a.frames().len(), port_b.frames().len());
     for vip in MASTER_VIPS.iter().chain(&BACKUP_VIPS) {
         assert!(
-            ping(&lab, &client, vip),
+            ping(lab, client, vip),
             "client cannot ping {vip}; {}",
-            diagnosis(&lab, &sw, &client)
+            diagnosis(lab, sw, &client)
         );
     }
     // The client knows every VIP by its router's virtual MAC, not a node's MAC.
@@ -147,7 +196,7 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
     ];
     for (vip, mac) in want {
         assert_eq!(
-            neighbour(&lab, &client, vip),
+            neighbour(lab, client, vip),
             Some(text(mac)),
             "client's neighbour entry for {vip}"
         );
@@ -162,7 +211,7 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
         wait_for(
             Duration::from_secs(2),
             "the switch learns the virtual MAC",
-            || fdb_port(&lab, &sw, mac).as_deref() == Some(port),
+            || fdb_port(lab, sw, mac).as_deref() == Some(port),
         );
     }
     // Ten more advert intervals of steady state, then: no node sent from the virtual MAC
@@ -188,7 +237,7 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
             text(mac)
         );
     }
-    let a_mac = lab.mac(&node_a, "eth0");
+    let a_mac = lab.mac(node_a, "eth0");
     eprintln!(
         "election: node-a ({a_mac}) sent {} frames, node-b {}; no frame from a backup's virtual MAC",
         from_a.len(),
@@ -196,18 +245,18 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
     );
 
     // kill -9 of node-a: node-b takes the master list over.
-    a.kill9();
+    s.a.kill9();
     let took = wait_for(
         Duration::from_secs(2),
         "node-b owns every VIP after kill -9 of node-a",
-        || b.owns_all(&MASTER_VIPS) && b.owns_all(&BACKUP_VIPS),
+        || s.b.owns_all(&MASTER_VIPS) && s.b.owns_all(&BACKUP_VIPS),
     );
     eprintln!("kill -9: node-b owned every VIP after {took:?}");
     for (mac, what) in [(MASTER_V4_MAC, "IPv4"), (MASTER_V6_MAC, "IPv6")] {
         wait_for(
             Duration::from_secs(2),
             "the switch moves the master's virtual MAC to node-b's port",
-            || fdb_port(&lab, &sw, mac).as_deref() == Some("pb"),
+            || fdb_port(lab, sw, mac).as_deref() == Some("pb"),
         );
         eprintln!("kill -9: the switch has the {what} virtual MAC on node-b's port");
     }
@@ -215,13 +264,13 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
         wait_for(
             Duration::from_secs(5),
             "the client's traffic to the VIP reaches node-b",
-            || ping(&lab, &client, vip),
+            || ping(lab, client, vip),
         );
     }
     // The client's entries never changed: same MAC, no neighbour update needed.
     for (vip, mac) in want {
         assert_eq!(
-            neighbour(&lab, &client, vip),
+            neighbour(lab, client, vip),
             Some(text(mac)),
             "client's neighbour entry for {vip} after the takeover"
         );
@@ -229,25 +278,24 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
     // Each node put the four virtual MACs in its interface's unicast filter.
     let all = [MASTER_V4_MAC, MASTER_V6_MAC, BACKUP_V4_MAC, BACKUP_V6_MAC];
     assert_eq!(
-        filtered(&lab, &node_b, &all),
+        filtered(lab, node_b, &all),
         all.len(),
         "node-b's unicast filter"
     );
     // SIGTERM: node-b hands over and removes them; the killed node-a left its own for the
     // next agent to adopt.
-    let mut b = b;
-    b.sigterm();
+    s.b.sigterm();
     assert!(
-        b.wait_exit().success(),
+        s.b.wait_exit().success(),
         "node-b's agent did not exit cleanly"
     );
     assert_eq!(
-        filtered(&lab, &node_b, &all),
+        filtered(lab, node_b, &all),
         0,
         "node-b's unicast filter after SIGTERM"
     );
     assert_eq!(
-        filtered(&lab, &node_a, &all),
+        filtered(lab, node_a, &all),
         all.len(),
         "node-a's unicast filter after kill -9"
     );
@@ -264,4 +312,79 @@ fn filtered(lab: &Lab, ns: &str, macs: &[[u8; 6]]) -> usize {
                 .any(|l| l.starts_with(&text(m)) && l.contains("self permanent"))
         })
         .count()
+}
+
+/// Sends SIGHUP to an agent.
+fn hup(agent: &Agent) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -HUP {} failed", agent.name);
+}
+
+/// Whether any VIP in `agent`'s map is marked to speak with a virtual MAC, and whether any
+/// virtual-MAC row of its attachment (slot 0, VRIDs 51 and 52) is in use.
+fn vmac_state(agent: &Agent) -> (bool, bool) {
+    let maps = tr7::dataplane::Maps::open(&agent.pins.path).expect("open the agent's maps");
+    let marked = maps
+        .vips()
+        .expect("read VIPs")
+        .iter()
+        .any(|v| v.virtual_mac.is_some());
+    let rows = [4u8, 6].iter().any(|&family| {
+        [51u8, 52].iter().any(|&vrid| {
+            maps.vmac(0, family, vrid).expect("read a row").state != tr7_common::VMAC_UNUSED
+        })
+    });
+    (marked, rows)
+}
+
+// Proves a reload that turns `virtual_mac` off takes it away completely on both nodes: the
+// VIPs are no longer marked, the data plane's rows are cleared, the unicast filter entries
+// are gone, ownership did not move, and a client that asks again learns the owner's
+// interface MAC.
+#[test]
+fn reload_to_the_interface_mac_removes_the_virtual_mac() {
+    let s = setup("vmr");
+    s.wait_for_election();
+    assert!(ping(&s.lab, &s.client, MASTER_VIPS[0]));
+    assert_eq!(
+        neighbour(&s.lab, &s.client, MASTER_VIPS[0]),
+        Some(text(MASTER_V4_MAC))
+    );
+    let all = [MASTER_V4_MAC, MASTER_V6_MAC, BACKUP_V4_MAC, BACKUP_V6_MAC];
+    for (agent, ns) in [(&s.a, &s.node_a), (&s.b, &s.node_b)] {
+        assert_eq!(vmac_state(agent), (true, true), "{} before", agent.name);
+        assert_eq!(
+            filtered(&s.lab, ns, &all),
+            all.len(),
+            "{} before",
+            agent.name
+        );
+    }
+
+    let without = CLUSTER.replace("      virtual_mac: true\n", "");
+    assert_ne!(without, CLUSTER);
+    std::fs::write(&s.file, without).expect("rewrite the cluster file");
+    hup(&s.a);
+    hup(&s.b);
+    for (agent, ns) in [(&s.a, &s.node_a), (&s.b, &s.node_b)] {
+        wait_for(
+            Duration::from_secs(5),
+            "the reload removes the virtual MAC",
+            || vmac_state(agent) == (false, false) && filtered(&s.lab, ns, &all) == 0,
+        );
+    }
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns_all(&BACKUP_VIPS));
+    assert!(s.a.owns_none(&BACKUP_VIPS) && s.b.owns_none(&MASTER_VIPS));
+    s.lab
+        .exec(&s.client, &["ip", "neigh", "flush", "dev", "eth0"]);
+    assert!(ping(&s.lab, &s.client, MASTER_VIPS[0]));
+    assert_eq!(
+        neighbour(&s.lab, &s.client, MASTER_VIPS[0]),
+        Some(s.lab.mac(&s.node_a, "eth0")),
+        "after the reload the client learns node-a's interface MAC"
+    );
 }

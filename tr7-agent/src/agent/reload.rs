@@ -114,7 +114,15 @@ impl super::run::Agent {
                     self.routers.stop(key);
                 }
                 Change::Restart { key, .. } => {
-                    if let Some((_, state)) = self.routers.abandon(key) {
+                    if let Some((old_spec, state, vmac)) = self.routers.abandon(key) {
+                        // The replacement adopts a virtual MAC it keeps (same VRID); one it
+                        // drops or changes is removed now, before it marks its VIPs.
+                        let kept = new.specs.get(key).is_some_and(|n| {
+                            n.virtual_mac && n.vrid == old_spec.vrid && n.place == old_spec.place
+                        });
+                        if let (Some(vmac), false) = (vmac, kept) {
+                            vmac.remove(&mut self.maps);
+                        }
                         replaced.push((key.clone(), state == State::Master));
                     }
                 }

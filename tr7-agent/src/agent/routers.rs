@@ -405,11 +405,12 @@ impl Routers {
     }
 
     /// Ends one router's thread without Shutdown (no priority 0, VIPs left as they are),
-    /// for a restart that carries on; returns its spec and its last state.
-    pub fn abandon(&mut self, key: &RouterKey) -> Option<(RouterSpec, State)> {
+    /// for a restart that carries on; returns its spec, its last state and its virtual
+    /// MAC, left in place for the replacement to adopt or the caller to remove.
+    pub fn abandon(&mut self, key: &RouterKey) -> Option<(RouterSpec, State, Option<VirtualMac>)> {
         let r = self.running.remove(key)?;
         let status = r.driver.abandon();
-        Some((r.spec, status.state))
+        Some((r.spec, status.state, r.vmac))
     }
 
     /// RFC 9568 Shutdown of every router, in parallel: each stop ends with closing
