@@ -265,6 +265,29 @@ impl Keepalived {
             let _ = child.wait();
         }
     }
+
+    /// The live (not zombie) processes of this instance: the parent and its VRRP child,
+    /// found by this instance's configuration file on their command line, so that a child
+    /// that left the process group would be found too.
+    pub fn processes(&self) -> Vec<u32> {
+        let conf = self.dir.join("keepalived.conf");
+        let conf = conf.to_string_lossy();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // A zombie's command line is empty; its state is `Z` after `(comm)`.
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let zombie = stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+                !zombie && cmdline.split(|&b| b == 0).any(|arg| arg == conf.as_bytes())
+            })
+            .collect()
+    }
 }
 
 /// `kill -SIG TARGET`, with the procps `kill` (a negative target is a process group).

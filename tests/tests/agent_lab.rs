@@ -22,6 +22,8 @@ use tr7::agent::heartbeat::monotonic_ns;
 use tr7::agent::metrics::{Sample, parse_exposition};
 use tr7::agent::status::{AddressFamily, Owner, RouterState, RouterStatus};
 use tr7::dataplane::Maps;
+use tr7_tests::capture::{AdvertCapture, FrameCapture, Seen, spans, worst_overlap};
+use tr7_tests::keepalived::{Keepalived, KeepalivedConfig};
 use tr7_tests::{agents::tr7_binary, bpf::PinDir, lab::Lab};
 
 const MASTER_VIPS: [&str; 2] = ["192.0.2.10", "2001:db8::10"];
@@ -1153,40 +1155,64 @@ fn sighup_reload_applies_only_differences() {
     assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns(BACKUP_VIPS[0]));
 }
 
-// Proves the real agent interoperates with keepalived in both families at once: node-a
-// runs `tr7 agent` (priority 200), node-b runs keepalived (priority 100; one IPv4 and one
-// IPv6 unicast instance, `unicast_src_ip` = node-b's addresses in the file, TR7's as the
-// peer). The agent's IPv6 router runs unicast from the file's address, and keepalived
-// follows it: the agent owns both VIPs and keepalived holds neither. SIGTERM of the agent
-// hands both VIPs to keepalived; the captured adverts show, per family, never two
-// masters for longer than one interval; and no advert failed to go out while the
-// agent's own IPv6 address was still tentative.
-#[test]
-fn agent_against_keepalived_ipv4_and_ipv6_unicast() {
-    use tr7_tests::capture::{AdvertCapture, Seen, worst_overlap};
-    use tr7_tests::keepalived::{Keepalived, KeepalivedConfig};
+/// Which side of a keepalived lab is master: the agent at 200 and keepalived at 100, or
+/// keepalived at 200 and the agent at 100.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Higher {
+    Agent,
+    Keepalived,
+}
 
-    let mut lab = Lab::new("agk6");
+/// The keepalived labs: node-a runs `tr7 agent`, node-b runs keepalived (one IPv4 and one
+/// IPv6 unicast instance, VRID 10, `unicast_src_ip` = node-b's addresses in the file,
+/// TR7's as the peer, the strict checksum settings of `tr7_tests::keepalived`), and a
+/// client; all on one bridge. The VIPs are the master list's 192.0.2.10 and 2001:db8::10.
+struct KeepalivedLab {
+    // Dropped first: the processes before their namespaces.
+    a: Agent,
+    k4: Keepalived,
+    k6: Keepalived,
+    /// On node-a's bridge port: unicast frames are switched, not delivered to br0 itself.
+    adverts: AdvertCapture,
+    /// Every frame on the client's eth0: who answers its ARP and neighbour solicitations.
+    client_frames: FrameCapture,
+    lab: Lab,
+    client: String,
+    node_a: String,
+    node_b: String,
+    _dir: TempDir,
+}
+
+fn keepalived_lab(tag: &str, higher: Higher) -> KeepalivedLab {
+    let mut lab = Lab::new(tag);
     let sw = lab.netns("sw");
     let node_a = lab.netns("a");
     let node_b = lab.netns("b");
+    let client = lab.netns("client");
     lab.bridge(&sw, "br0");
     lab.veth_to_bridge(&node_a, "eth0", &sw, "pa", "br0");
     lab.veth_to_bridge(&node_b, "eth0", &sw, "pb", "br0");
+    lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
     lab.addr(&node_b, "eth0", "192.0.2.3/24");
     lab.addr(&node_b, "eth0", "2001:db8::3/64");
-    for ns in [&node_a, &node_b] {
+    lab.addr(&client, "eth0", "192.0.2.1/24");
+    lab.addr(&client, "eth0", "2001:db8::1/64");
+    for ns in [&node_a, &node_b, &client] {
         lab.wait_ipv6_ready(ns, "eth0");
     }
     let dir = std::env::temp_dir().join(format!("{node_a}-agent-keepalived"));
     std::fs::create_dir_all(&dir).expect("create test directory");
-    let _dir = TempDir(dir.clone());
     let file = dir.join("cluster.yaml");
+    let (slot, keepalived_priority) = match higher {
+        Higher::Agent => ("{vrid: 10}", 100),
+        Higher::Keepalived => ("{vrid: 10, preferred: node-b}", 200),
+    };
     std::fs::write(
         &file,
-        "\
+        format!(
+            "\
 name: lab
-nodes: [{name: node-a}, {name: node-b}]
+nodes: [{{name: node-a}}, {{name: node-b}}]
 interfaces:
   - name: eth0
     type: ethernet
@@ -1195,14 +1221,15 @@ interfaces:
       node-b: [192.0.2.3/24, 2001:db8::3/64]
     vrrp:
       advert_interval: 100ms
-      master: {vrid: 10}
+      master: {slot}
     vips:
-      master: [{address: 192.0.2.10}, {address: 2001:db8::10}]
-",
+      master: [{{address: 192.0.2.10}}, {{address: 2001:db8::10}}]
+"
+        ),
     )
     .expect("write cluster file");
-    // On node-a's bridge port: unicast frames are switched, not delivered to br0 itself.
-    let capture = AdvertCapture::start(&sw, "pa");
+    let adverts = AdvertCapture::start(&sw, "pa");
+    let client_frames = FrameCapture::start(&client, "eth0");
     let keepalived = |src: &str, peer: &str, vip: &str, tag: &str| {
         Keepalived::start(
             &node_b,
@@ -1210,7 +1237,7 @@ interfaces:
             KeepalivedConfig {
                 iface: "eth0".into(),
                 vrid: 10,
-                priority: 100,
+                priority: keepalived_priority,
                 interval_cs: 10,
                 unicast_src: Some(src.parse().unwrap()),
                 unicast_peers: vec![peer.parse().unwrap()],
@@ -1219,17 +1246,205 @@ interfaces:
             },
         )
     };
-    let k4 = keepalived("192.0.2.3", "192.0.2.2", "192.0.2.10", "k4");
-    let k6 = keepalived("2001:db8::3", "2001:db8::2", "2001:db8::10", "k6");
-    let mut a = Agent::start("node-a", &node_a, &file, &dir);
-    wait_for(
-        Duration::from_secs(10),
-        "the agent owns both VIPs, keepalived neither",
-        || a.owns_all(&MASTER_VIPS) && !k4.is_master() && !k6.is_master(),
-    );
-    std::thread::sleep(5 * INTERVAL);
-    assert!(a.owns_all(&MASTER_VIPS) && !k4.is_master() && !k6.is_master());
-    let log = a.log_text();
+    let k4 = keepalived("192.0.2.3", "192.0.2.2", MASTER_VIPS[0], "k4");
+    let k6 = keepalived("2001:db8::3", "2001:db8::2", MASTER_VIPS[1], "k6");
+    let a = Agent::start("node-a", &node_a, &file, &dir);
+    KeepalivedLab {
+        a,
+        k4,
+        k6,
+        adverts,
+        client_frames,
+        lab,
+        client,
+        node_a,
+        node_b,
+        _dir: TempDir(dir),
+    }
+}
+
+/// Polls every 2 ms until `v4` and `v6` both hold, failing after `limit` from `since`;
+/// the time from `since` at which each first held.
+fn per_family(
+    since: Instant,
+    limit: Duration,
+    what: &str,
+    mut v4: impl FnMut() -> bool,
+    mut v6: impl FnMut() -> bool,
+) -> (Duration, Duration) {
+    let (mut t4, mut t6) = (None, None);
+    loop {
+        if t4.is_none() && v4() {
+            t4 = Some(since.elapsed());
+        }
+        if t6.is_none() && v6() {
+            t6 = Some(since.elapsed());
+        }
+        if let (Some(a), Some(b)) = (t4, t6) {
+            return (a, b);
+        }
+        assert!(
+            since.elapsed() < limit,
+            "not within {limit:?}: {what} (IPv4 after {t4:?}, IPv6 after {t6:?})"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Whether `frame` answers for `vip`: an ARP reply with `vip` as sender, or a neighbour
+/// advertisement with `vip` as target.
+fn answers_for(frame: &[u8], vip: IpAddr) -> bool {
+    let ethertype = frame.get(12..14);
+    match vip {
+        // ARP from byte 14: op at 6, sender protocol address at 14.
+        IpAddr::V4(v4) => {
+            ethertype == Some(&[0x08, 0x06])
+                && frame.get(20..22) == Some(&[0, 2])
+                && frame.get(28..32) == Some(&v4.octets()[..])
+        }
+        // IPv6 header from 14 (next header at 6), ICMPv6 from 54: type 136, target at 8.
+        IpAddr::V6(v6) => {
+            ethertype == Some(&[0x86, 0xdd])
+                && frame.get(20) == Some(&58)
+                && frame.get(54) == Some(&136)
+                && frame.get(62..78) == Some(&v6.octets()[..])
+        }
+    }
+}
+
+impl KeepalivedLab {
+    /// The agent owns both VIPs and keepalived holds neither, and still does 5 intervals
+    /// later.
+    fn wait_for_agent_master(&self) {
+        wait_for(
+            Duration::from_secs(10),
+            "the agent owns both VIPs, keepalived neither",
+            || self.a.owns_all(&MASTER_VIPS) && !self.k4.is_master() && !self.k6.is_master(),
+        );
+        std::thread::sleep(5 * INTERVAL);
+        assert!(
+            self.a.owns_all(&MASTER_VIPS) && !self.k4.is_master() && !self.k6.is_master(),
+            "the agent's mastership did not hold"
+        );
+    }
+
+    /// The source MACs of the answers the client got to a solicitation for `vip`: ARP
+    /// replies to two broadcast requests (`arping -b`), or neighbour advertisements to the
+    /// multicast solicitation of a ping (the client's neighbour cache flushed first).
+    fn answering_macs(&self, vip: &str) -> Vec<String> {
+        let addr: IpAddr = vip.parse().unwrap();
+        let mark = self.client_frames.frames().len();
+        if addr.is_ipv4() {
+            self.lab.exec(
+                &self.client,
+                &["arping", "-b", "-c", "2", "-I", "eth0", vip],
+            );
+        } else {
+            self.lab
+                .exec(&self.client, &["ip", "-6", "neigh", "flush", "dev", "eth0"]);
+            self.lab
+                .exec(&self.client, &["ping", "-6", "-c", "1", "-W", "1", vip]);
+        }
+        // The capture thread may still be reading the last answer.
+        std::thread::sleep(Duration::from_millis(50));
+        self.client_frames.frames()[mark..]
+            .iter()
+            .filter(|f| answers_for(&f.bytes, addr))
+            .filter_map(|f| f.src_mac())
+            .map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+            .collect()
+    }
+
+    /// For each VIP, the client's solicitation is answered from `yes`'s MAC and not from
+    /// `no`'s (namespaces).
+    fn assert_answered_by(&self, yes: &str, no: Option<&str>, when: &str) {
+        let yes_mac = self.lab.mac(yes, "eth0");
+        let no_mac = no.map(|ns| self.lab.mac(ns, "eth0"));
+        for vip in MASTER_VIPS {
+            let macs = self.answering_macs(vip);
+            eprintln!("{when}: {vip} answered from {macs:?}");
+            assert!(
+                macs.contains(&yes_mac),
+                "{when}: no answer for {vip} from {yes} ({yes_mac}): {macs:?}"
+            );
+            if let Some(no_mac) = &no_mac {
+                assert!(
+                    !macs.contains(no_mac),
+                    "{when}: {vip} answered from {no_mac} too: {macs:?}"
+                );
+            }
+        }
+    }
+
+    /// Per family, from the captured adverts: both routers were master at some time (so
+    /// the check below looked at a handover), and two were never master at once for
+    /// longer than one advert interval.
+    fn assert_overlap_within_one_interval(&self, what: &str) {
+        let adverts = self.adverts.adverts();
+        for (family, v4, peers) in [
+            ("IPv4", true, ["192.0.2.2", "192.0.2.3"]),
+            ("IPv6", false, ["2001:db8::2", "2001:db8::3"]),
+        ] {
+            let ours: Vec<Seen> = adverts
+                .iter()
+                .copied()
+                .filter(|s| s.src.is_ipv4() == v4)
+                .collect();
+            assert!(ours.len() > 10, "{what}: {family}: only {ours:?}");
+            let masters = spans(&ours, 10, INTERVAL);
+            for peer in peers {
+                let peer: IpAddr = peer.parse().unwrap();
+                assert!(
+                    masters.iter().any(|s| s.src == peer),
+                    "{what}: {family}: {peer} never advertised as master: {masters:?}"
+                );
+            }
+            let o = worst_overlap(&ours, 10, INTERVAL);
+            // Times from the capture's first advert of the family.
+            let start = ours[0].at;
+            let shown: Vec<String> = masters
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:?}..{:?} ({} adverts)",
+                        s.src,
+                        s.first - start,
+                        s.last - start,
+                        s.adverts
+                    )
+                })
+                .collect();
+            eprintln!(
+                "{what}: {family}: {} adverts, mastership spans {shown:?}; worst overlap of two masters {:?} ({} adverts)",
+                ours.len(),
+                o.length,
+                o.adverts
+            );
+            assert!(
+                o.length <= INTERVAL,
+                "{what}: {family}: two masters for {o:?}"
+            );
+        }
+    }
+}
+
+// Proves the real agent interoperates with keepalived in both families at once: node-a
+// runs `tr7 agent` (priority 200), node-b runs keepalived (priority 100, one unicast
+// instance per family). The agent's IPv6 router runs unicast from the file's address, and
+// keepalived follows it: the agent owns both VIPs and keepalived holds neither. SIGTERM
+// of the agent hands both VIPs to keepalived; the captured adverts show, per family,
+// both as master in turn and never two masters for longer than one interval; and no
+// advert failed to go out while the agent's own IPv6 address was still tentative.
+#[test]
+fn agent_against_keepalived_ipv4_and_ipv6_unicast() {
+    let mut k = keepalived_lab("agk6", Higher::Agent);
+    k.wait_for_agent_master();
+    let log = k.a.log_text();
     assert!(
         log.lines().any(|l| l.contains("starting virtual router")
             && l.contains("IPv6")
@@ -1245,33 +1460,199 @@ interfaces:
     );
 
     let stopped = Instant::now();
-    a.sigterm();
+    k.a.sigterm();
     let took = wait_for(
         Duration::from_secs(2),
         "keepalived holds both VIPs after the agent's SIGTERM",
-        || k4.is_master() && k6.is_master(),
+        || k.k4.is_master() && k.k6.is_master(),
     );
-    assert!(a.wait_exit().success());
+    assert!(k.a.wait_exit().success());
     eprintln!(
         "agent SIGTERM: keepalived held both VIPs {took:?} after the signal ({:?} now)",
         stopped.elapsed()
     );
     std::thread::sleep(3 * INTERVAL);
-    let adverts = capture.adverts();
-    for (family, v4) in [("IPv4", true), ("IPv6", false)] {
-        let ours: Vec<Seen> = adverts
-            .iter()
-            .copied()
-            .filter(|s| s.src.is_ipv4() == v4)
-            .collect();
-        assert!(ours.len() > 10, "{family}: only {ours:?}");
-        let o = worst_overlap(&ours, 10, INTERVAL);
-        eprintln!(
-            "{family}: {} adverts; worst overlap of two masters {:?} ({} adverts)",
-            ours.len(),
-            o.length,
-            o.adverts
-        );
-        assert!(o.length <= INTERVAL, "{family}: two masters for {o:?}");
+    k.assert_overlap_within_one_interval("agent SIGTERM");
+}
+
+// Proves kill -9 of the real agent against keepalived, both families: node-a's agent (200)
+// is master, keepalived (100) backup, and the client's ARP and neighbour solicitations for
+// the VIPs are answered by node-a only. After SIGKILL of the agent keepalived holds both
+// VIPs within its Master_Down_Interval + 250 ms; node-a's map still says owned, yet once
+// its fence has passed node-a answers neither ARP nor neighbour solicitation for the VIPs
+// while node-b does (the liveness fence); per family the captured adverts show both as
+// master in turn and never two masters for longer than one interval.
+#[test]
+fn agent_against_keepalived_kill_9_of_the_agent() {
+    let mut k = keepalived_lab("agk9a", Higher::Agent);
+    k.wait_for_agent_master();
+    k.assert_answered_by(&k.node_a, Some(&k.node_b), "before the agent's kill -9");
+
+    // keepalived (100) follows the agent's 100 ms adverts.
+    let limit = master_down(100) + Duration::from_millis(250);
+    let killed = Instant::now();
+    let killed_ns = monotonic_ns();
+    k.a.kill9();
+    let (v4, v6) = per_family(
+        killed,
+        limit,
+        "keepalived holds the VIP after kill -9 of the agent",
+        || k.k4.is_master(),
+        || k.k6.is_master(),
+    );
+    eprintln!(
+        "agent kill -9: keepalived held {} {v4:?} and {} {v6:?} after the SIGKILL \
+         (Master_Down_Interval {:?} from the agent's last advert, up to one interval before the kill)",
+        MASTER_VIPS[0],
+        MASTER_VIPS[1],
+        master_down(100)
+    );
+    assert!(
+        k.a.owns_all(&MASTER_VIPS),
+        "node-a's map changed after its death"
+    );
+    // Only the fence keeps node-a's data plane from answering: wait until it has passed,
+    // from the last heartbeat the agent wrote.
+    let fence = Maps::open(&k.a.pins.path)
+        .and_then(|m| m.fence())
+        .expect("read node-a's fence");
+    let fenced_ns = fence.heartbeat_ns + fence.interval_ns;
+    let fenced_after = Duration::from_nanos(fenced_ns.saturating_sub(killed_ns));
+    let now_ns = monotonic_ns();
+    if fenced_ns > now_ns {
+        std::thread::sleep(Duration::from_nanos(fenced_ns - now_ns + 1_000_000));
     }
+    eprintln!(
+        "agent kill -9: node-a's data plane fenced {fenced_after:?} after the SIGKILL (fence {:?} \
+         from its last heartbeat): both nodes claimed {} for {:?} and {} for {:?}, neither for {:?} / {:?} \
+         (keepalived's takeover seen by polling `ip addr`, a few ms late)",
+        Duration::from_nanos(fence.interval_ns),
+        MASTER_VIPS[0],
+        fenced_after.saturating_sub(v4),
+        MASTER_VIPS[1],
+        fenced_after.saturating_sub(v6),
+        v4.saturating_sub(fenced_after),
+        v6.saturating_sub(fenced_after),
+    );
+    k.assert_answered_by(&k.node_b, Some(&k.node_a), "after the agent's fence");
+    std::thread::sleep(3 * INTERVAL);
+    k.assert_overlap_within_one_interval("agent kill -9");
+}
+
+/// Both of the agent's routers are backup and hear keepalived (node-b's address of the
+/// family) at priority 200.
+fn backup_under_keepalived(report: &StatusReport) -> bool {
+    report.routers.len() == 2
+        && report.routers.iter().all(|r| {
+            let peer: IpAddr = if r.source.is_ipv4() {
+                "192.0.2.3"
+            } else {
+                "2001:db8::3"
+            }
+            .parse()
+            .unwrap();
+            r.state == RouterState::Backup
+                && r.master
+                    .as_ref()
+                    .is_some_and(|m| m.address == peer && m.priority == 200)
+        })
+}
+
+// Proves kill -9 of keepalived against the real agent, both families: keepalived (200) is
+// master and node-a's agent (100) backup, its status hearing keepalived at 200 per
+// family. SIGKILL of keepalived's process group leaves no keepalived process (parent and
+// VRRP child, both seen before); the agent owns both VIPs in its map within
+// Master_Down_Interval + 250 ms, by its master down timer (logged once per family), and
+// node-a answers the client's ARP and neighbour solicitations for them; per family the
+// captured adverts show both as master in turn and never two masters for longer than one
+// interval.
+#[test]
+fn agent_against_keepalived_kill_9_of_keepalived() {
+    let mut k = keepalived_lab("agk9k", Higher::Keepalived);
+    wait_for(
+        Duration::from_secs(10),
+        "keepalived holds both VIPs, the agent owns neither",
+        || k.k4.is_master() && k.k6.is_master() && k.a.owns_none(&MASTER_VIPS),
+    );
+    wait_for(
+        Duration::from_secs(5),
+        "the agent's status shows both routers backup under keepalived at 200",
+        || k.a.status().is_ok_and(|r| backup_under_keepalived(&r)),
+    );
+    std::thread::sleep(5 * INTERVAL);
+    assert!(
+        k.k4.is_master() && k.k6.is_master() && k.a.owns_none(&MASTER_VIPS),
+        "keepalived's mastership did not hold"
+    );
+    for (family, instance) in [("IPv4", &k.k4), ("IPv6", &k.k6)] {
+        let pids = instance.processes();
+        assert!(
+            pids.len() >= 2,
+            "{family} keepalived: expected the parent and its VRRP child, found {pids:?}"
+        );
+    }
+
+    // The agent (100) follows keepalived's 100 ms adverts.
+    let limit = master_down(100) + Duration::from_millis(250);
+    let mark = k.a.log_len();
+    let killed = Instant::now();
+    k.k4.kill9();
+    k.k6.kill9();
+    let (v4, v6) = per_family(
+        killed,
+        limit,
+        "the agent owns the VIP after kill -9 of keepalived",
+        || k.a.owns(MASTER_VIPS[0]),
+        || k.a.owns(MASTER_VIPS[1]),
+    );
+    eprintln!(
+        "keepalived kill -9: the agent owned {} {v4:?} and {} {v6:?} after the SIGKILL \
+         (Master_Down_Interval {:?} from keepalived's last advert, up to one interval before the kill)",
+        MASTER_VIPS[0],
+        MASTER_VIPS[1],
+        master_down(100)
+    );
+    wait_for(
+        Duration::from_secs(1),
+        "no keepalived process left after kill -9 of its process group",
+        || k.k4.processes().is_empty() && k.k6.processes().is_empty(),
+    );
+    let log = k.a.log_since(mark);
+    let by_timer = log
+        .lines()
+        .filter(|l| {
+            l.contains("VRRP transition")
+                && l.contains("to=\"master\"")
+                && l.contains("master down timer expired")
+        })
+        .count();
+    assert_eq!(
+        by_timer, 2,
+        "expected one takeover by the master down timer per family:\n{log}"
+    );
+    // A killed keepalived leaves its addresses on node-b, whose kernel keeps answering
+    // for them; node-a must answer too.
+    eprintln!(
+        "keepalived kill -9: its addresses still on node-b: IPv4 {}, IPv6 {}",
+        k.k4.is_master(),
+        k.k6.is_master()
+    );
+    k.assert_answered_by(&k.node_a, None, "after keepalived's kill -9");
+    std::thread::sleep(3 * INTERVAL);
+    k.assert_overlap_within_one_interval("keepalived kill -9");
+    // Known (docs/agent.md): keepalived started first and sends to addresses the agent
+    // adds later; until node-b's kernel resolves them again (ARP / neighbour solicitation
+    // retried once a second) its adverts wait in the neighbour queue, the agent's backup
+    // router hears nothing for a Master_Down_Interval and becomes master until its own
+    // first advert gets keepalived's through. Shown, not asserted; the overlap check
+    // above covers it.
+    let log = k.a.log_text();
+    let before = log
+        .get(..mark)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("VRRP transition") && l.contains("to=\"master\""))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    eprintln!("keepalived kill -9: the agent's transitions to master before the kill: {before:#?}");
 }
