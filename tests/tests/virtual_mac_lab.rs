@@ -184,7 +184,7 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
         assert!(
             ping(lab, client, vip),
             "client cannot ping {vip}; {}",
-            diagnosis(lab, sw, &client)
+            diagnosis(lab, sw, client)
         );
     }
     // The client knows every VIP by its router's virtual MAC, not a node's MAC.
