@@ -201,6 +201,13 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
             "client's neighbour entry for {vip}"
         );
     }
+    // `tr7 status` names each router's virtual MAC.
+    let mut all_text: Vec<String> = [MASTER_V4_MAC, MASTER_V6_MAC, BACKUP_V4_MAC, BACKUP_V6_MAC]
+        .into_iter()
+        .map(text)
+        .collect();
+    all_text.sort();
+    assert_eq!(status_macs(&s.a), all_text, "node-a's tr7 status");
     // The switch learned each virtual MAC on its master's port.
     for (mac, port) in [
         (MASTER_V4_MAC, "pa"),
@@ -314,6 +321,19 @@ fn filtered(lab: &Lab, ns: &str, macs: &[[u8; 6]]) -> usize {
         .count()
 }
 
+/// The virtual MACs `tr7 status --format json` names on `agent`'s routers, sorted.
+fn status_macs(agent: &Agent) -> Vec<String> {
+    let report = agent.status_json();
+    let mut macs: Vec<String> = report["routers"]
+        .as_array()
+        .expect("routers in the status report")
+        .iter()
+        .filter_map(|r| r["virtual_mac"].as_str().map(str::to_owned))
+        .collect();
+    macs.sort();
+    macs
+}
+
 /// Sends SIGHUP to an agent.
 fn hup(agent: &Agent) {
     let ok = std::process::Command::new("kill")
@@ -378,6 +398,10 @@ fn reload_to_the_interface_mac_removes_the_virtual_mac() {
         );
     }
     assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns_all(&BACKUP_VIPS));
+    assert!(
+        status_macs(&s.a).is_empty(),
+        "node-a's tr7 status still names a virtual MAC"
+    );
     assert!(s.a.owns_none(&BACKUP_VIPS) && s.b.owns_none(&MASTER_VIPS));
     s.lab
         .exec(&s.client, &["ip", "neigh", "flush", "dev", "eth0"]);

@@ -358,6 +358,11 @@ impl Routers {
             .collect()
     }
 
+    /// The spec of a running router.
+    pub fn spec(&self, key: &RouterKey) -> Option<&RouterSpec> {
+        self.running.get(key).map(|r| &r.spec)
+    }
+
     /// The driver of a running router.
     pub fn driver(&self, key: &RouterKey) -> Option<&Driver> {
         self.running.get(key).map(|r| &r.driver)

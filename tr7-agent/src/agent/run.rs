@@ -478,6 +478,14 @@ impl Agent {
             .drivers()
             .map(|(key, driver)| {
                 let mut status = self.catalog.router(&key.iface.name, key.slot, driver);
+                if let Some(spec) = self.routers.spec(key).filter(|s| s.virtual_mac) {
+                    let family = match key.family {
+                        Family::V4 => tr7_common::FAMILY_IPV4,
+                        Family::V6 => tr7_common::FAMILY_IPV6,
+                    };
+                    status.virtual_mac =
+                        Some(super::vmac::fmt_mac(&tr7_common::vmac(family, spec.vrid)));
+                }
                 if let Some(monitor) = &self.signals {
                     status.signals = monitor
                         .router_status(&signal_key(key))

@@ -96,14 +96,18 @@ pub struct RouterStatus {
     /// `unicast` to `destinations` (the peers), or `multicast` to the group.
     pub transport: Transport,
     pub destinations: Vec<IpAddr>,
+    /// The RFC 9568 7.3 virtual MAC the VIPs speak with (`virtual_mac: true`); absent:
+    /// the interface MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_mac: Option<String>,
     /// The master this router hears (a backup's current master); absent while master,
     /// stopped, or after a priority 0 until the next advert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<MasterSeen>,
     pub vips: Vec<VipStatus>,
     pub counters: RouterCounters,
-    /// Filled by issue 6 (link and gateway tracking): the signals this router's VIPs
-    /// fail over on, with their state. Always empty until then.
+    /// The link and gateway signals this router's VIPs fail over on, with their state
+    /// (docs/signals.md); empty for the `vrrp` method.
     #[serde(default)]
     pub signals: Vec<SignalStatus>,
 }
@@ -403,6 +407,8 @@ impl Catalog {
             (Transport::Unicast, config.vrrp.unicast_peers.clone())
         };
         RouterStatus {
+            // Filled by the agent, which knows the router's spec.
+            virtual_mac: None,
             iface: iface.to_owned(),
             netns: config.netns.clone(),
             slot: slot.as_str().to_owned(),
@@ -654,6 +660,9 @@ fn render_router(out: &mut String, r: &RouterStatus, now: u64) {
         r.source,
         dests.join(", ")
     );
+    if let Some(mac) = &r.virtual_mac {
+        let _ = writeln!(out, "  VIPs speak with the virtual MAC {mac}");
+    }
     let master = match (r.state, r.master) {
         (RouterState::Master, _) => "this node".to_owned(),
         (_, Some(m)) => format!("{} priority {}", m.address, m.priority),
@@ -825,6 +834,7 @@ pub(crate) mod tests {
             source: "192.0.2.2".parse().unwrap(),
             transport: Transport::Unicast,
             destinations: vec!["192.0.2.3".parse().unwrap()],
+            virtual_mac: None,
             master,
             vips: vec![VipStatus {
                 address: vip.parse().unwrap(),
