@@ -10,8 +10,8 @@
 //!    its traffic counters, and the liveness fence.
 //!
 //! The report is meant to grow: fields are added, never renamed or removed without
-//! bumping [`FORMAT_VERSION`]. Issue 6 (link and gateway tracking) fills
-//! [`RouterStatus::signals`]; until then the list is always empty.
+//! bumping [`FORMAT_VERSION`]. The link and gateway trackers (docs/signals.md) fill
+//! [`RouterStatus::signals`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -294,8 +294,7 @@ impl RouterCounters {
 
 /// One failover signal of a router (link carrier, gateway reachability).
 ///
-/// Defined here so the report's shape is fixed; issue 6's trackers fill
-/// [`RouterStatus::signals`] with these.
+/// The link and gateway trackers fill [`RouterStatus::signals`] with these.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalStatus {
     /// What is watched, e.g. `link eth0` or `gateway 192.0.2.1`.
@@ -901,7 +900,7 @@ pub(crate) mod tests {
     }
 
     // Proves the JSON form round-trips, names states and families in lower case, carries
-    // the (empty) signals list for issue 6, and that a report without the optional fields
+    // the signals list (empty here), and that a report without the optional fields
     // (an older or newer agent) still parses.
     #[test]
     fn json_round_trip_and_shape() {
@@ -947,7 +946,10 @@ pub(crate) mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
-        assert!(!text.contains("signal "), "no signals before issue 6");
+        assert!(
+            !text.contains("signal "),
+            "a router without signals shows none"
+        );
         let mut fenced = sample();
         fenced.dataplane.fenced = true;
         assert!(fenced.render_human().contains("FENCED"));
