@@ -30,7 +30,7 @@
 //! node-a's ARP and IP in the gateway namespace.
 
 use std::fs::File;
-use std::io::{IoSliceMut, Write as _};
+use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ use nix::sys::time::TimeVal;
 
 use crate::bpf::PinDir;
 use crate::keepalived::{Keepalived, KeepalivedConfig, PingScript, Tracking};
-use crate::lab::{Lab, ip};
+use crate::lab::{Lab, ip, nft};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const NODE_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -547,28 +547,6 @@ fn veth_indexed(a_ns: &str, a: &str, a_index: u32, b_ns: &str, b: &str, b_index:
     ]);
     ip(&["-n", a_ns, "link", "set", a, "up"]);
     ip(&["-n", b_ns, "link", "set", b, "up"]);
-}
-
-/// `nft -f -` with `script` in namespace `ns`; panics with nft's message when it fails.
-fn nft(ns: &str, script: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nft (Debian package nftables; `cargo xtask setup` installs it)");
-    child
-        .stdin
-        .take()
-        .expect("nft stdin")
-        .write_all(script.as_bytes())
-        .expect("write the nft script");
-    let out = child.wait_with_output().expect("wait for nft");
-    assert!(
-        out.status.success(),
-        "nft in {ns}: {}\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn now() -> Duration {

@@ -141,3 +141,26 @@ impl Drop for Lab {
         }
     }
 }
+
+/// `nft -f -` with `script` in namespace `ns`; panics with nft's message when it fails.
+pub fn nft(ns: &str, script: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft (Debian package nftables; `cargo xtask setup` installs it)");
+    child
+        .stdin
+        .take()
+        .expect("nft stdin")
+        .write_all(script.as_bytes())
+        .expect("write the nft script");
+    let out = child.wait_with_output().expect("wait for nft");
+    assert!(
+        out.status.success(),
+        "nft in {ns}: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -637,6 +637,50 @@ mod tests {
         }
     }
 
+    // Proves `transport: multicast` gives every router no unicast peers (the driver then
+    // sends to 224.0.0.18 / ff02::12) and an IPv6 router no file source (it sends from
+    // the link-local address), while the default is unicast to the other node.
+    #[test]
+    fn multicast_transport_has_no_peers() {
+        let file = |transport: &str| {
+            format!(
+                "name: t\nnodes: [{{name: a}}, {{name: b}}]\ninterfaces:\n  - name: eth0\n    \
+                 type: ethernet\n    addresses:\n      a: [192.0.2.2/24, 2001:db8::2/64]\n      \
+                 b: [192.0.2.3/24, 2001:db8::3/64]\n    vrrp: {{{transport}}}\n    vips:\n      \
+                 master: [{{address: 192.0.2.10}}, {{address: 2001:db8::10}}]\n"
+            )
+        };
+        let specs_of = |text: &str| {
+            let cluster = crate::config::parse(text, "t.yaml").expect("valid file");
+            let view = cluster.node_view("a").expect("node a");
+            specs(&view, &Target::default())
+        };
+        let multicast = specs_of(&file("transport: multicast"));
+        assert_eq!(multicast.len(), 2);
+        for (key, spec) in &multicast {
+            assert!(spec.peers.is_empty(), "{key}: peers {:?}", spec.peers);
+            if key.family == Family::V6 {
+                assert_eq!(
+                    spec.source, None,
+                    "{key}: IPv6 multicast sends from link-local"
+                );
+            } else {
+                assert_eq!(spec.source, Some("192.0.2.2".parse().unwrap()));
+            }
+        }
+        let unicast = specs_of(&file(""));
+        for (key, spec) in &unicast {
+            assert_eq!(
+                spec.peers.len(),
+                1,
+                "{key}: the default is unicast to node b"
+            );
+        }
+        let bad = crate::config::parse(&file("transport: broadcast"), "t.yaml")
+            .expect_err("an unknown transport is refused");
+        assert!(bad.to_string().contains("transport"), "{bad}");
+    }
+
     // Proves a reload of an identical file changes nothing: no router appears in the diff.
     #[test]
     fn equal_views_have_no_changes() {

@@ -16,7 +16,8 @@ use super::addr::{Cidr, Mac};
 use super::duration::HumanDuration;
 use super::error::Pos;
 use super::model::{
-    Checksum, FailoverMethod, HashPolicy, InterfaceType, LacpRate, ProbeMethod, VlanProtocol,
+    Checksum, FailoverMethod, HashPolicy, InterfaceType, LacpRate, ProbeMethod, Transport,
+    VlanProtocol,
 };
 
 /// A value of the file with the position it was written at. Serializes and describes itself
@@ -301,6 +302,10 @@ pub struct VrrpEntry {
     /// family on the interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unicast: Option<NodeLists<IpAddr>>,
+    /// `unicast` to the other nodes' addresses or `multicast` to 224.0.0.18 / ff02::12.
+    /// Default unicast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Sp<Transport>>,
     /// Advertisement interval, 10ms-40.95s in steps of 10ms. Default 1s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advert_interval: Option<Sp<HumanDuration>>,
@@ -332,6 +337,7 @@ impl VrrpEntry {
     /// Every key of a `vrrp` mapping.
     pub const FIELDS: &'static [&'static str] = &[
         "unicast",
+        "transport",
         "advert_interval",
         "preempt",
         "preempt_delay",

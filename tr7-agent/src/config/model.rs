@@ -139,6 +139,17 @@ keywords! {
 }
 
 keywords! {
+    /// How a node's adverts reach the other nodes.
+    pub enum Transport {
+        /// To each other node's `unicast` source address (keepalived's `unicast_peer`).
+        Unicast = "unicast",
+        /// To 224.0.0.18 / ff02::12 (RFC 9568 5.1.1.2, 5.1.2.2), from the node's `unicast`
+        /// IPv4 source and its link-local IPv6 address.
+        Multicast = "multicast",
+    }
+}
+
+keywords! {
     /// What makes a VIP's slot give up mastership.
     pub enum FailoverMethod {
         /// Only the VRRP protocol: the VIP moves when the peer stops hearing this node.
@@ -349,6 +360,8 @@ impl InterfaceKind {
 pub struct Vrrp {
     /// Each node's unicast source address per family; a node's peers are the other nodes'.
     pub unicast: BTreeMap<String, UnicastSources>,
+    /// Unicast to the peers (default) or multicast to the group.
+    pub transport: Transport,
     /// Advertisement interval, a multiple of 10 ms within 10 ms - 40.95 s (default 1 s).
     pub advert_interval: Duration,
     /// Whether a higher-priority node takes mastership back (default true).
@@ -594,7 +607,8 @@ impl Cluster {
 fn node_slots(vrrp: &Vrrp, node: &str) -> Vec<NodeSlot> {
     let source = vrrp.unicast.get(node).cloned().unwrap_or_default();
     let mut peers = Vec::new();
-    for family in [Family::Ipv4, Family::Ipv6] {
+    let unicast = vrrp.transport == Transport::Unicast;
+    for family in [Family::Ipv4, Family::Ipv6].into_iter().filter(|_| unicast) {
         for (other, sources) in &vrrp.unicast {
             if other != node
                 && let Some(a) = sources.get(family)

@@ -14,7 +14,8 @@ use super::file::{
     Sp, VipEntry, VipsEntry, VrrpEntry,
 };
 use super::model::{
-    Checksum, FailoverMethod, HashPolicy, InterfaceType, LacpRate, ProbeMethod, VlanProtocol,
+    Checksum, FailoverMethod, HashPolicy, InterfaceType, LacpRate, ProbeMethod, Transport,
+    VlanProtocol,
 };
 use super::yaml::{Node, Value};
 
@@ -235,6 +236,15 @@ fn vrrp(n: &Node, path: &str, sink: &mut Sink) -> Option<VrrpEntry> {
                     )
                 })
             })
+        }),
+        transport: m.get("transport").and_then(|v| {
+            keyword(
+                v,
+                &p("transport"),
+                sink,
+                Transport::from_name,
+                Transport::NAMES,
+            )
         }),
         advert_interval: m
             .get("advert_interval")

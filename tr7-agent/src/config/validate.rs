@@ -14,8 +14,8 @@ use super::error::{Pos, Rule, Sink};
 use super::file::{ClusterFile, InterfaceEntry, NodeLists, SlotEntry, Sp, VipEntry};
 use super::model::{
     Checksum, Cluster, FailoverMethod, Family, GatewayCheck, GatewayChecks, HashPolicy, IfaceRef,
-    Interface, InterfaceKind, InterfaceType, LacpRate, ProbeMethod, Slot, SlotName, UnicastSources,
-    Vip, VlanProtocol, Vrid, Vrrp,
+    Interface, InterfaceKind, InterfaceType, LacpRate, ProbeMethod, Slot, SlotName, Transport,
+    UnicastSources, Vip, VlanProtocol, Vrid, Vrrp,
 };
 use super::vrid;
 
@@ -1187,6 +1187,7 @@ impl<'f> Validator<'f> {
         );
         Some(Vrrp {
             unicast,
+            transport: r.transport.as_ref().map_or(Transport::Unicast, |t| t.value),
             advert_interval,
             preempt: r.preempt.as_ref().is_none_or(|p| p.value),
             preempt_delay,
