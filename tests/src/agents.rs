@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tr7::dataplane::Maps;
 
 use crate::bpf::PinDir;
+use crate::lab::Lab;
 
 /// The `tr7` binary of this test's profile and target directory, built once per process.
 pub fn tr7_binary() -> &'static Path {
@@ -216,4 +217,61 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> 
         std::thread::sleep(Duration::from_millis(2));
     }
     start.elapsed()
+}
+
+/// The segment the two-agent labs share: a switch namespace with bridge `br0`, and
+/// node-a, node-b and a client each with an `eth0` on it (bridge ports `pa`, `pb`, `pc`);
+/// the client has 192.0.2.1/24 and 2001:db8::1/64, and every `eth0`'s IPv6 is usable.
+pub struct Segment {
+    pub lab: Lab,
+    pub sw: String,
+    pub node_a: String,
+    pub node_b: String,
+    pub client: String,
+}
+
+impl Segment {
+    pub fn new(tag: &str) -> Self {
+        let mut lab = Lab::new(tag);
+        let sw = lab.netns("sw");
+        let node_a = lab.netns("a");
+        let node_b = lab.netns("b");
+        let client = lab.netns("client");
+        lab.bridge(&sw, "br0");
+        lab.veth_to_bridge(&node_a, "eth0", &sw, "pa", "br0");
+        lab.veth_to_bridge(&node_b, "eth0", &sw, "pb", "br0");
+        lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
+        lab.addr(&client, "eth0", "192.0.2.1/24");
+        lab.addr(&client, "eth0", "2001:db8::1/64");
+        for ns in [&node_a, &node_b, &client] {
+            lab.wait_ipv6_ready(ns, "eth0");
+        }
+        Self {
+            lab,
+            sw,
+            node_a,
+            node_b,
+            client,
+        }
+    }
+
+    /// Writes `yaml` as `cluster.yaml` in a directory of its own (for the agents' logs
+    /// too): the directory, removed on drop unless the test failed, and the file's path.
+    pub fn cluster_file(&self, yaml: &str) -> (TempDir, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("{}-cluster", self.node_a));
+        std::fs::create_dir_all(&dir).expect("create test directory");
+        let file = dir.join("cluster.yaml");
+        std::fs::write(&file, yaml).expect("write cluster file");
+        (TempDir(dir), file)
+    }
+
+    /// The client's neighbour entry for `vip` on its `eth0`.
+    pub fn client_neighbour(&self, vip: &str) -> Option<String> {
+        self.lab.neighbour(&self.client, "eth0", vip)
+    }
+
+    /// One ping from the client.
+    pub fn client_ping(&self, vip: &str) -> bool {
+        self.lab.ping_once(&self.client, vip)
+    }
 }

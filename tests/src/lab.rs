@@ -131,6 +131,22 @@ impl Lab {
         let out = self.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+
+    /// The MAC `ns` has for `addr` on `dev` in its neighbour table, if any (lower case).
+    pub fn neighbour(&self, ns: &str, dev: &str, addr: &str) -> Option<String> {
+        let out = self.exec(ns, &["ip", "neigh", "show", addr, "dev", dev]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "lladdr")?;
+        words.next().map(str::to_lowercase)
+    }
+
+    /// One ping from `ns` to `addr`, waiting a second at most: whether it was answered.
+    pub fn ping_once(&self, ns: &str, addr: &str) -> bool {
+        self.exec(ns, &["ping", "-c", "1", "-W", "1", addr])
+            .status
+            .success()
+    }
 }
 
 impl Drop for Lab {

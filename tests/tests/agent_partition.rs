@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use tr7_tests::agents::{Agent, TempDir, wait_for};
-use tr7_tests::lab::{Lab, nft};
+use tr7_tests::agents::{Agent, Segment, wait_for};
+use tr7_tests::lab::nft;
 
 const CLUSTER: &str = "\
 name: partition-lab
@@ -48,20 +48,6 @@ table bridge tr7_partition {
 }
 ";
 
-fn neighbour(lab: &Lab, client: &str, vip: &str) -> Option<String> {
-    let out = lab.exec(client, &["ip", "neigh", "show", vip, "dev", "eth0"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut words = text.split_whitespace();
-    words.find(|w| *w == "lladdr")?;
-    words.next().map(str::to_lowercase)
-}
-
-fn ping(lab: &Lab, client: &str, vip: &str) -> bool {
-    lab.exec(client, &["ping", "-c", "1", "-W", "1", vip])
-        .status
-        .success()
-}
-
 // Proves, with multicast adverts and the real binary: the Active-Active election; a
 // partition makes both nodes master of both slots; after the heal each slot's
 // lower-priority master steps down, the higher one re-announces (logged with the
@@ -70,27 +56,13 @@ fn ping(lab: &Lab, client: &str, vip: &str) -> bool {
 // a tolerance, and it reaches all four VIPs.
 #[test]
 fn partition_and_heal_over_multicast() {
-    let mut lab = Lab::new("apm");
-    let sw = lab.netns("sw");
-    let node_a = lab.netns("a");
-    let node_b = lab.netns("b");
-    let client = lab.netns("client");
-    lab.bridge(&sw, "br0");
-    lab.veth_to_bridge(&node_a, "eth0", &sw, "pa", "br0");
-    lab.veth_to_bridge(&node_b, "eth0", &sw, "pb", "br0");
-    lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
-    lab.addr(&client, "eth0", "192.0.2.1/24");
-    lab.addr(&client, "eth0", "2001:db8::1/64");
-    for ns in [&node_a, &node_b, &client] {
-        lab.wait_ipv6_ready(ns, "eth0");
-    }
-    let dir = std::env::temp_dir().join(format!("{node_a}-partition"));
-    std::fs::create_dir_all(&dir).expect("create test directory");
-    let _dir = TempDir(dir.clone());
-    let file = dir.join("cluster.yaml");
-    std::fs::write(&file, CLUSTER).expect("write cluster file");
-    let a = Agent::start("node-a", &node_a, &file, &dir);
-    let b = Agent::start("node-b", &node_b, &file, &dir);
+    let seg = Segment::new("apm");
+    let (lab, sw) = (&seg.lab, seg.sw.as_str());
+    let (node_a, node_b) = (seg.node_a.as_str(), seg.node_b.as_str());
+    let (_dir, file) = seg.cluster_file(CLUSTER);
+    let dir = file.parent().expect("the file's directory");
+    let a = Agent::start("node-a", node_a, &file, dir);
+    let b = Agent::start("node-b", node_b, &file, dir);
 
     wait_for(Duration::from_secs(10), "Active-Active election", || {
         a.owns_all(&MASTER_VIPS)
@@ -110,12 +82,12 @@ fn partition_and_heal_over_multicast() {
         "node-a's routers are not all multicast: {transports:?}"
     );
     for vip in ALL_VIPS {
-        assert!(ping(&lab, &client, vip), "client cannot ping {vip}");
+        assert!(seg.client_ping(vip), "client cannot ping {vip}");
     }
-    let (mac_a, mac_b) = (lab.mac(&node_a, "eth0"), lab.mac(&node_b, "eth0"));
+    let (mac_a, mac_b) = (lab.mac(node_a, "eth0"), lab.mac(node_b, "eth0"));
 
     // Partition: each node stops hearing the other and takes the other's slot.
-    nft(&sw, PARTITION);
+    nft(sw, PARTITION);
     let split = wait_for(
         Duration::from_secs(3),
         "both nodes master of both slots during the partition",
@@ -126,22 +98,22 @@ fn partition_and_heal_over_multicast() {
     wait_for(
         Duration::from_secs(1),
         "the client follows node-b's announcement of the master list",
-        || neighbour(&lab, &client, MASTER_VIPS[0]).as_deref() == Some(mac_b.as_str()),
+        || seg.client_neighbour(MASTER_VIPS[0]).as_deref() == Some(mac_b.as_str()),
     );
     let mark = a.log_text().len();
 
     // Heal.
-    nft(&sw, "delete table bridge tr7_partition\n");
+    nft(sw, "delete table bridge tr7_partition\n");
     let healed = Instant::now();
     let limit = INTERVAL + Duration::from_millis(250);
     let back = wait_for(
         limit,
         "the client's neighbour entries are back on each slot's owner after the heal",
         || {
-            neighbour(&lab, &client, MASTER_VIPS[0]).as_deref() == Some(mac_a.as_str())
-                && neighbour(&lab, &client, MASTER_VIPS[1]).as_deref() == Some(mac_a.as_str())
-                && neighbour(&lab, &client, BACKUP_VIPS[0]).as_deref() == Some(mac_b.as_str())
-                && neighbour(&lab, &client, BACKUP_VIPS[1]).as_deref() == Some(mac_b.as_str())
+            seg.client_neighbour(MASTER_VIPS[0]).as_deref() == Some(mac_a.as_str())
+                && seg.client_neighbour(MASTER_VIPS[1]).as_deref() == Some(mac_a.as_str())
+                && seg.client_neighbour(BACKUP_VIPS[0]).as_deref() == Some(mac_b.as_str())
+                && seg.client_neighbour(BACKUP_VIPS[1]).as_deref() == Some(mac_b.as_str())
         },
     );
     eprintln!(
@@ -175,7 +147,7 @@ fn partition_and_heal_over_multicast() {
     );
     for vip in ALL_VIPS {
         assert!(
-            ping(&lab, &client, vip),
+            seg.client_ping(vip),
             "client cannot ping {vip} after the heal"
         );
     }

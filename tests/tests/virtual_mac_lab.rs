@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use tr7_tests::agents::{Agent, TempDir, wait_for};
+use tr7_tests::agents::{Agent, Segment, TempDir, wait_for};
 use tr7_tests::capture::{FrameCapture, SeenFrame};
 use tr7_tests::lab::Lab;
 
@@ -48,21 +48,6 @@ fn text(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// The client's neighbour entry for `vip`: its MAC, if any.
-fn neighbour(lab: &Lab, client: &str, vip: &str) -> Option<String> {
-    let out = lab.exec(client, &["ip", "neigh", "show", vip, "dev", "eth0"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut words = text.split_whitespace();
-    words.find(|w| *w == "lladdr")?;
-    words.next().map(str::to_lowercase)
-}
-
-fn ping(lab: &Lab, client: &str, vip: &str) -> bool {
-    lab.exec(client, &["ping", "-c", "1", "-W", "1", vip])
-        .status
-        .success()
-}
-
 /// The bridge port the switch's forwarding database has `mac` on.
 fn fdb_port(lab: &Lab, sw: &str, mac: [u8; 6]) -> Option<String> {
     let out = lab.exec(sw, &["bridge", "fdb", "show", "br", "br0"]);
@@ -96,60 +81,35 @@ fn diagnosis(lab: &Lab, sw: &str, client: &str) -> String {
     )
 }
 
-/// The lab: a switch namespace with bridge br0, node-a, node-b and a client on it; the
-/// cluster file written; captures on both nodes' bridge ports; both agents started.
+/// The shared segment ([`Segment`]) with the cluster file written, captures on both
+/// nodes' bridge ports, and both agents started.
 struct Setup {
     // Dropped first: agents before their namespaces.
     a: Agent,
     b: Agent,
     port_a: FrameCapture,
     port_b: FrameCapture,
-    lab: Lab,
-    sw: String,
-    node_a: String,
-    node_b: String,
-    client: String,
     file: std::path::PathBuf,
     _dir: TempDir,
+    seg: Segment,
 }
 
 fn setup(tag: &str) -> Setup {
-    let mut lab = Lab::new(tag);
-    let sw = lab.netns("sw");
-    let node_a = lab.netns("a");
-    let node_b = lab.netns("b");
-    let client = lab.netns("client");
-    lab.bridge(&sw, "br0");
-    lab.veth_to_bridge(&node_a, "eth0", &sw, "pa", "br0");
-    lab.veth_to_bridge(&node_b, "eth0", &sw, "pb", "br0");
-    lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
-    lab.addr(&client, "eth0", "192.0.2.1/24");
-    lab.addr(&client, "eth0", "2001:db8::1/64");
-    for ns in [&node_a, &node_b, &client] {
-        lab.wait_ipv6_ready(ns, "eth0");
-    }
-    let dir = std::env::temp_dir().join(format!("{node_a}-vmac"));
-    std::fs::create_dir_all(&dir).expect("create test directory");
-    let _dir = TempDir(dir.clone());
-    let file = dir.join("cluster.yaml");
-    std::fs::write(&file, CLUSTER).expect("write cluster file");
-    let port_a = FrameCapture::start(&sw, "pa");
-    let port_b = FrameCapture::start(&sw, "pb");
-    let a = Agent::start("node-a", &node_a, &file, &dir);
-    let b = Agent::start("node-b", &node_b, &file, &dir);
-
+    let seg = Segment::new(tag);
+    let (_dir, file) = seg.cluster_file(CLUSTER);
+    let dir = file.parent().expect("the file's directory").to_owned();
+    let port_a = FrameCapture::start(&seg.sw, "pa");
+    let port_b = FrameCapture::start(&seg.sw, "pb");
+    let a = Agent::start("node-a", &seg.node_a, &file, &dir);
+    let b = Agent::start("node-b", &seg.node_b, &file, &dir);
     Setup {
         a,
         b,
         port_a,
         port_b,
-        lab,
-        sw,
-        node_a,
-        node_b,
-        client,
         file,
         _dir,
+        seg,
     }
 }
 
@@ -168,8 +128,8 @@ impl Setup {
 #[test]
 fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
     let mut s = setup("vml");
-    let (lab, sw, client) = (&s.lab, s.sw.as_str(), s.client.as_str());
-    let (node_a, node_b) = (s.node_a.as_str(), s.node_b.as_str());
+    let (lab, sw, client) = (&s.seg.lab, s.seg.sw.as_str(), s.seg.client.as_str());
+    let (node_a, node_b) = (s.seg.node_a.as_str(), s.seg.node_b.as_str());
     let (port_a, port_b) = (&s.port_a, &s.port_b);
     wait_for(Duration::from_secs(10), "Active-Active election", || {
         s.a.owns_all(&MASTER_VIPS)
@@ -182,7 +142,7 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
     let (settled_a, settled_b) = (port_a.frames().len(), port_b.frames().len());
     for vip in MASTER_VIPS.iter().chain(&BACKUP_VIPS) {
         assert!(
-            ping(lab, client, vip),
+            lab.ping_once(client, vip),
             "client cannot ping {vip}; {}",
             diagnosis(lab, sw, client)
         );
@@ -196,7 +156,7 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
     ];
     for (vip, mac) in want {
         assert_eq!(
-            neighbour(lab, client, vip),
+            lab.neighbour(client, "eth0", vip),
             Some(text(mac)),
             "client's neighbour entry for {vip}"
         );
@@ -271,13 +231,13 @@ fn vips_keep_the_virtual_mac_across_a_kill_9_takeover() {
         wait_for(
             Duration::from_secs(5),
             "the client's traffic to the VIP reaches node-b",
-            || ping(lab, client, vip),
+            || lab.ping_once(client, vip),
         );
     }
     // The client's entries never changed: same MAC, no neighbour update needed.
     for (vip, mac) in want {
         assert_eq!(
-            neighbour(lab, client, vip),
+            lab.neighbour(client, "eth0", vip),
             Some(text(mac)),
             "client's neighbour entry for {vip} after the takeover"
         );
@@ -369,16 +329,16 @@ fn vmac_state(agent: &Agent) -> (bool, bool) {
 fn reload_to_the_interface_mac_removes_the_virtual_mac() {
     let s = setup("vmr");
     s.wait_for_election();
-    assert!(ping(&s.lab, &s.client, MASTER_VIPS[0]));
+    assert!(s.seg.client_ping(MASTER_VIPS[0]));
     assert_eq!(
-        neighbour(&s.lab, &s.client, MASTER_VIPS[0]),
+        s.seg.client_neighbour(MASTER_VIPS[0]),
         Some(text(MASTER_V4_MAC))
     );
     let all = [MASTER_V4_MAC, MASTER_V6_MAC, BACKUP_V4_MAC, BACKUP_V6_MAC];
-    for (agent, ns) in [(&s.a, &s.node_a), (&s.b, &s.node_b)] {
+    for (agent, ns) in [(&s.a, &s.seg.node_a), (&s.b, &s.seg.node_b)] {
         assert_eq!(vmac_state(agent), (true, true), "{} before", agent.name);
         assert_eq!(
-            filtered(&s.lab, ns, &all),
+            filtered(&s.seg.lab, ns, &all),
             all.len(),
             "{} before",
             agent.name
@@ -390,11 +350,11 @@ fn reload_to_the_interface_mac_removes_the_virtual_mac() {
     std::fs::write(&s.file, without).expect("rewrite the cluster file");
     hup(&s.a);
     hup(&s.b);
-    for (agent, ns) in [(&s.a, &s.node_a), (&s.b, &s.node_b)] {
+    for (agent, ns) in [(&s.a, &s.seg.node_a), (&s.b, &s.seg.node_b)] {
         wait_for(
             Duration::from_secs(5),
             "the reload removes the virtual MAC",
-            || vmac_state(agent) == (false, false) && filtered(&s.lab, ns, &all) == 0,
+            || vmac_state(agent) == (false, false) && filtered(&s.seg.lab, ns, &all) == 0,
         );
     }
     assert!(s.a.owns_all(&MASTER_VIPS) && s.b.owns_all(&BACKUP_VIPS));
@@ -403,12 +363,13 @@ fn reload_to_the_interface_mac_removes_the_virtual_mac() {
         "node-a's tr7 status still names a virtual MAC"
     );
     assert!(s.a.owns_none(&BACKUP_VIPS) && s.b.owns_none(&MASTER_VIPS));
-    s.lab
-        .exec(&s.client, &["ip", "neigh", "flush", "dev", "eth0"]);
-    assert!(ping(&s.lab, &s.client, MASTER_VIPS[0]));
+    s.seg
+        .lab
+        .exec(&s.seg.client, &["ip", "neigh", "flush", "dev", "eth0"]);
+    assert!(s.seg.client_ping(MASTER_VIPS[0]));
     assert_eq!(
-        neighbour(&s.lab, &s.client, MASTER_VIPS[0]),
-        Some(s.lab.mac(&s.node_a, "eth0")),
+        s.seg.client_neighbour(MASTER_VIPS[0]),
+        Some(s.seg.lab.mac(&s.seg.node_a, "eth0")),
         "after the reload the client learns node-a's interface MAC"
     );
 }
