@@ -7,12 +7,11 @@
 //! every VIP: the `master` slot carries the VIPs of the method under test, the `backup` slot
 //! `vrrp`-method VIPs that must stay put whatever the tracked signals do.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tr7_tests::agents::{Agent, TempDir, wait_for};
-use tr7_tests::lab::{Lab, ip};
+use tr7_tests::lab::{Lab, ip, nft};
 
 const TRACKED: [&str; 2] = ["192.0.2.10", "2001:db8::10"];
 const PLAIN: [&str; 2] = ["192.0.2.20", "2001:db8::20"];
@@ -66,27 +65,6 @@ impl Pair {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-
-    fn nft(&self, ns: &str, script: &str) {
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", ns, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run nft (Debian package nftables; `cargo xtask setup` installs it)");
-        child
-            .stdin
-            .take()
-            .expect("nft stdin")
-            .write_all(script.as_bytes())
-            .expect("write nft script");
-        let out = child.wait_with_output().expect("wait for nft");
-        assert!(
-            out.status.success(),
-            "nft in {ns}: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }
 
@@ -284,7 +262,7 @@ interfaces:
     ];
     for (family, moves, stays, rule) in cases {
         let cut = Instant::now();
-        s.nft(&gw, &rule);
+        nft(&gw, &rule);
         wait_for(
             Duration::from_secs(2),
             &format!("{family} gateway lost by node-a: {moves} moves to node-b"),
@@ -314,7 +292,7 @@ interfaces:
             "tr7 status of node-a: `{signal}` ({mechanism})"
         );
         eprintln!("tr7 status of node-a: {signal} {state} ({mechanism})");
-        s.nft(&gw, "flush ruleset");
+        nft(&gw, "flush ruleset");
         let back = wait_for(
             Duration::from_secs(3),
             &format!("{family} gateway back: node-a takes {moves} back"),
@@ -324,7 +302,7 @@ interfaces:
     }
 
     // Both nodes lose the IPv4 gateway: count owner changes of the IPv4 gateway VIP.
-    s.nft(
+    nft(
         &gw,
         "table arp t {\n chain c {\n type filter hook input priority 0; policy drop\n }\n}\n",
     );
@@ -363,7 +341,7 @@ interfaces:
         Duration::from_millis(10),
         "IPv6 and vrrp VIPs",
     );
-    s.nft(&gw, "flush ruleset");
+    nft(&gw, "flush ruleset");
     let back = s.wait_a_owns_all("gateway back for both: node-a owns every VIP again");
     eprintln!("gateway back for both: node-a owned every VIP {back:?} after the flush");
 }

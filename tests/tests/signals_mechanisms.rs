@@ -3,7 +3,6 @@
 //! gateway probe (ARP, neighbour solicitation, ICMP and ICMPv6 echo) against a real gateway
 //! namespace that answers, then drops (nftables), then answers again.
 
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -13,28 +12,7 @@ use std::time::{Duration, Instant};
 use tr7::config::ProbeMethod;
 use tr7::signals::link::{self, LinkSnapshot};
 use tr7::signals::probe::{self, ProbeResult, ProbeSpec};
-use tr7_tests::lab::{Lab, ip};
-
-fn nft(ns: &str, script: &str) {
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run nft (Debian package nftables; `cargo xtask setup` installs it)");
-    child
-        .stdin
-        .take()
-        .expect("nft stdin")
-        .write_all(script.as_bytes())
-        .expect("write nft script");
-    let out = child.wait_with_output().expect("wait for nft");
-    assert!(
-        out.status.success(),
-        "nft in {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use tr7_tests::lab::{Lab, ip, nft};
 
 /// Results until `n` in a row have `ok`, at most `limit`; the number of results read.
 fn until_in_a_row(
