@@ -44,6 +44,28 @@ pub struct TestDataplane {
 }
 
 pub const TEST_SCOPE: u32 = 1;
+
+/// The three taggings the egress tables run each frame with: 0 untagged, 1 one 802.1Q tag
+/// (VLAN 100), 2 QinQ (802.1ad 200 outside 802.1Q 100): the Ethernet header and tags,
+/// for the caller to add the rest (see [`tagged_place`] for the VIP's place).
+pub fn tagged(tags: u8) -> crate::packet::Frame {
+    use crate::packet::Frame;
+    match tags {
+        0 => Frame::eth(),
+        1 => Frame::eth().vlan(100),
+        _ => Frame::eth().svlan(200).vlan(100),
+    }
+}
+
+/// Where a VIP reached with the tagging `tags` of [`tagged`] lives, in [`TEST_SCOPE`].
+pub fn tagged_place(tags: u8) -> tr7::dataplane::VipScope {
+    use tr7::dataplane::VipScope;
+    match tags {
+        0 => VipScope::untagged(TEST_SCOPE),
+        1 => VipScope::vlan(TEST_SCOPE, 100),
+        _ => VipScope::qinq(TEST_SCOPE, 200, 100),
+    }
+}
 pub const TEST_SLOT: u32 = 0;
 
 impl TestDataplane {

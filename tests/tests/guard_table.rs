@@ -5,10 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use tr7::dataplane::VipScope;
 use tr7_common::Reason;
 use tr7_tests::{
-    bpf::{TEST_SCOPE, TestDataplane},
+    bpf::{TestDataplane, tagged, tagged_place},
     packet::Frame,
 };
 
@@ -26,22 +25,6 @@ const NODE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 const LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
-fn tagged(tags: u8) -> Frame {
-    match tags {
-        0 => Frame::eth(),
-        1 => Frame::eth().vlan(100),
-        _ => Frame::eth().svlan(200).vlan(100),
-    }
-}
-
-fn place(tags: u8) -> VipScope {
-    match tags {
-        0 => VipScope::untagged(TEST_SCOPE),
-        1 => VipScope::vlan(TEST_SCOPE, 100),
-        _ => VipScope::qinq(TEST_SCOPE, 200, 100),
-    }
-}
-
 fn setup(t: &mut TestDataplane) {
     for tags in 0..3u8 {
         for (addr, owned) in [
@@ -50,7 +33,7 @@ fn setup(t: &mut TestDataplane) {
             (IpAddr::V6(OWNED6), true),
             (IpAddr::V6(NOT_OWNED6), false),
         ] {
-            t.maps.set_vip(place(tags), addr, owned).unwrap();
+            t.maps.set_vip(tagged_place(tags), addr, owned).unwrap();
         }
     }
 }
@@ -198,7 +181,8 @@ fn guard_verdicts_and_counters() {
             }
             for (v0, v1) in vips_before.iter().zip(t.maps.vips().unwrap()) {
                 let grew = v1.counters.tx_guarded_packets - v0.counters.tx_guarded_packets;
-                let want = u64::from(v1.place == place(tags) && Some(v1.addr) == case.guarded);
+                let want =
+                    u64::from(v1.place == tagged_place(tags) && Some(v1.addr) == case.guarded);
                 assert_eq!(
                     grew, want,
                     "{what}: tx_guarded of {} in {}",

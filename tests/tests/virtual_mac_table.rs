@@ -7,10 +7,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use tr7::dataplane::VipScope;
 use tr7_common::{FAMILY_IPV4, FAMILY_IPV6, Reason, vmac};
 use tr7_tests::{
-    bpf::{TEST_SCOPE, TEST_SLOT, TestDataplane},
+    bpf::{TEST_SLOT, TestDataplane, tagged, tagged_place},
     packet::{CLIENT_MAC, Frame, NODE_MAC, icmpv6_checksum},
 };
 
@@ -40,22 +39,6 @@ const LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const VRRP6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 
-fn tagged(tags: u8) -> Frame {
-    match tags {
-        0 => Frame::eth(),
-        1 => Frame::eth().vlan(100),
-        _ => Frame::eth().svlan(200).vlan(100),
-    }
-}
-
-fn place(tags: u8) -> VipScope {
-    match tags {
-        0 => VipScope::untagged(TEST_SCOPE),
-        1 => VipScope::vlan(TEST_SCOPE, 100),
-        _ => VipScope::qinq(TEST_SCOPE, 200, 100),
-    }
-}
-
 /// Offset of the first byte after the tags.
 fn l3(tags: u8) -> usize {
     14 + 4 * usize::from(tags)
@@ -63,7 +46,7 @@ fn l3(tags: u8) -> usize {
 
 fn setup(t: &mut TestDataplane) {
     for tags in 0..3u8 {
-        let p = place(tags);
+        let p = tagged_place(tags);
         for (addr, owned, vrid) in [
             (IpAddr::V4(VIP4), true, Some(VRID)),
             (IpAddr::V4(PLAIN4), true, None),
