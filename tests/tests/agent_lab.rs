@@ -24,7 +24,11 @@ use tr7::agent::status::{AddressFamily, Owner, RouterState, RouterStatus};
 use tr7::dataplane::Maps;
 use tr7_tests::capture::{AdvertCapture, FrameCapture, Seen, spans, worst_overlap};
 use tr7_tests::keepalived::{Keepalived, KeepalivedConfig};
-use tr7_tests::{agents::tr7_binary, bpf::PinDir, lab::Lab};
+use tr7_tests::{
+    agents::{Segment, tr7_binary},
+    bpf::PinDir,
+    lab::Lab,
+};
 
 const MASTER_VIPS: [&str; 2] = ["192.0.2.10", "2001:db8::10"];
 const BACKUP_VIPS: [&str; 2] = ["192.0.2.20", "2001:db8::20"];
@@ -272,20 +276,13 @@ impl Drop for TempDir {
 }
 
 fn setup(tag: &str) -> Setup {
-    let mut lab = Lab::new(tag);
-    let sw = lab.netns("sw");
-    let node_a = lab.netns("a");
-    let node_b = lab.netns("b");
-    let client = lab.netns("client");
-    lab.bridge(&sw, "br0");
-    lab.veth_to_bridge(&node_a, "eth0", &sw, "pa", "br0");
-    lab.veth_to_bridge(&node_b, "eth0", &sw, "pb", "br0");
-    lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
-    lab.addr(&client, "eth0", "192.0.2.1/24");
-    lab.addr(&client, "eth0", "2001:db8::1/64");
-    for ns in [&node_a, &node_b, &client] {
-        lab.wait_ipv6_ready(ns, "eth0");
-    }
+    let Segment {
+        lab,
+        node_a,
+        node_b,
+        client,
+        ..
+    } = Segment::new(tag);
     let dir = std::env::temp_dir().join(format!("{node_a}-agent"));
     std::fs::create_dir_all(&dir).expect("create test directory");
     let file = dir.join("cluster.yaml");
