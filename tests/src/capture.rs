@@ -1,6 +1,6 @@
-//! A capture of the VRRP adverts on one interface: an AF_PACKET socket made in the
-//! interface's namespace (it sees frames in both directions), each advert with the
-//! kernel's receive timestamp. From the adverts alone it answers the protocol question
+//! Captures on one interface, an AF_PACKET socket made in the interface's namespace (it
+//! sees frames in both directions): [`FrameCapture`] keeps every frame with its direction,
+//! [`AdvertCapture`] the VRRP adverts, each with the kernel's receive timestamp. From the adverts alone it answers the protocol question
 //! "were two routers master at once, and for how long?": a router advertises (priority
 //! above 0) only while it is master, once per interval.
 
@@ -30,17 +30,18 @@ pub struct Seen {
     pub interval_cs: u16,
 }
 
-/// A running capture; stops when dropped.
-pub struct AdvertCapture {
+/// A running capture on one interface: an AF_PACKET socket in its namespace and a thread
+/// that keeps what `read` makes of each frame; stops when dropped.
+struct Capture<T> {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    seen: Arc<Mutex<Vec<T>>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl AdvertCapture {
-    /// Starts capturing on `iface` in namespace `ns`. Frames are timestamped by the kernel,
-    /// so a busy machine delays the reading, not the times.
-    pub fn start(ns: &str, iface: &str) -> Self {
+impl<T: Clone + Send + 'static> Capture<T> {
+    /// `read` receives one frame from the socket (it may time out: `None`, as for a frame
+    /// it does not keep).
+    fn start(ns: &str, iface: &str, read: fn(&OwnedFd, &mut [u8]) -> Option<T>) -> Self {
         let fd = tr7::netns::within(Some(ns), || open(iface))
             .unwrap_or_else(|e| panic!("enter {ns}: {e}"))
             .unwrap_or_else(|e| panic!("AF_PACKET capture on {iface} in {ns}: {e}"));
@@ -48,7 +49,14 @@ impl AdvertCapture {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let thread = {
             let (stop, seen) = (stop.clone(), seen.clone());
-            std::thread::spawn(move || read_loop(&fd, &stop, &seen))
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(item) = read(&fd, &mut buf) {
+                        seen.lock().unwrap().push(item);
+                    }
+                }
+            })
         };
         Self {
             stop,
@@ -57,18 +65,33 @@ impl AdvertCapture {
         }
     }
 
-    /// Every advert captured so far, in wire order.
-    pub fn adverts(&self) -> Vec<Seen> {
+    fn items(&self) -> Vec<T> {
         self.seen.lock().unwrap().clone()
     }
 }
 
-impl Drop for AdvertCapture {
+impl<T> Drop for Capture<T> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The VRRP adverts on one interface, each with the kernel's receive timestamp.
+pub struct AdvertCapture(Capture<Seen>);
+
+impl AdvertCapture {
+    /// Starts capturing on `iface` in namespace `ns`. Frames are timestamped by the kernel,
+    /// so a busy machine delays the reading, not the times.
+    pub fn start(ns: &str, iface: &str) -> Self {
+        Self(Capture::start(ns, iface, read_advert))
+    }
+
+    /// Every advert captured so far, in wire order.
+    pub fn adverts(&self) -> Vec<Seen> {
+        self.0.items()
     }
 }
 
@@ -91,34 +114,30 @@ fn open(iface: &str) -> nix::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn read_loop(fd: &OwnedFd, stop: &AtomicBool, seen: &Mutex<Vec<Seen>>) {
-    let mut buf = vec![0u8; 2048];
-    while !stop.load(Ordering::Relaxed) {
-        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-        let (len, at) = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match sock::recvmsg::<SockaddrStorage>(
-                fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::empty(),
-            ) {
-                Ok(msg) => {
-                    let at = msg.cmsgs().ok().and_then(|mut c| {
-                        c.find_map(|m| match m {
-                            ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
-                            _ => None,
-                        })
-                    });
-                    (msg.bytes, at)
-                }
-                Err(_) => continue,
-            }
-        };
-        if let (Some(at), Some(advert)) = (at, parse(&buf[..len])) {
-            seen.lock().unwrap().push(Seen { at, ..advert });
-        }
-    }
+/// One frame from `fd`, kept when it is an advert with a receive timestamp.
+fn read_advert(fd: &OwnedFd, buf: &mut [u8]) -> Option<Seen> {
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let (len, at) = {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = sock::recvmsg::<SockaddrStorage>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .ok()?;
+        let at = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|m| match m {
+                ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
+                _ => None,
+            })
+        });
+        (msg.bytes, at)
+    };
+    Some(Seen {
+        at: at?,
+        ..parse(&buf[..len])?
+    })
 }
 
 /// An Ethernet frame carrying a VRRPv3 advert (IPv4, or IPv6 without extension headers).
@@ -300,55 +319,24 @@ impl SeenFrame {
 
 /// Every frame on one interface, both directions, as an AF_PACKET socket in its namespace
 /// sees them; stops when dropped.
-pub struct FrameCapture {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<SeenFrame>>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct FrameCapture(Capture<SeenFrame>);
 
 impl FrameCapture {
     pub fn start(ns: &str, iface: &str) -> Self {
-        let fd = tr7::netns::within(Some(ns), || open(iface))
-            .unwrap_or_else(|e| panic!("enter {ns}: {e}"))
-            .unwrap_or_else(|e| panic!("AF_PACKET capture on {iface} in {ns}: {e}"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let (stop, seen) = (stop.clone(), seen.clone());
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 2048];
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok((len, Some(from))) =
-                        sock::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf)
-                    else {
-                        continue;
-                    };
-                    let pkttype = from.as_link_addr().map_or(0, |l| l.pkttype());
-                    seen.lock().unwrap().push(SeenFrame {
-                        pkttype,
-                        bytes: buf[..len].to_vec(),
-                    });
-                }
-            })
-        };
-        Self {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
+        Self(Capture::start(ns, iface, read_frame))
     }
 
     /// Every frame captured so far, in order.
     pub fn frames(&self) -> Vec<SeenFrame> {
-        self.seen.lock().unwrap().clone()
+        self.0.items()
     }
 }
 
-impl Drop for FrameCapture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// One frame from `fd`, with its direction.
+fn read_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<SeenFrame> {
+    let (len, from) = sock::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), buf).ok()?;
+    Some(SeenFrame {
+        pkttype: from?.as_link_addr().map_or(0, |l| l.pkttype()),
+        bytes: buf[..len].to_vec(),
+    })
 }
