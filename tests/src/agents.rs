@@ -1,15 +1,17 @@
 //! Real `tr7 agent` processes for namespace labs: the binary built for the test's profile,
-//! one process per node with its own pin directory and log, killed on drop (also on panic,
-//! when the log is printed). The same helpers as `tests/tests/agent_lab.rs`, shared so that
-//! further labs (signals) need not copy them.
+//! one process per node with its own pin directory, log and control socket, killed on drop
+//! (also on panic, when the log is printed); and the segment the two-agent labs share.
 
 use std::fs::File;
-use std::net::IpAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use tr7::agent::StatusReport;
+use tr7::agent::metrics::{Sample, parse_exposition};
 use tr7::dataplane::Maps;
 
 use crate::bpf::PinDir;
@@ -58,44 +60,86 @@ pub fn tr7_binary() -> &'static Path {
 /// One agent process; killed (SIGKILL) and reaped on drop, also when the test panics.
 pub struct Agent {
     pub name: &'static str,
+    /// The node's namespace (`--netns`).
+    pub netns: String,
+    pub file: PathBuf,
     child: Option<Child>,
     pub log: PathBuf,
     pub pins: PinDir,
-    /// The node's namespace (`--netns`), which also names its control socket.
-    pub netns: String,
+    /// Its control socket, in a directory of the test that the agent creates (0700).
+    pub socket: PathBuf,
 }
 
 impl Agent {
+    /// Starts `tr7 agent` for node `name` in namespace `netns` with cluster file `file`;
+    /// its log and control socket go in `dir`.
     pub fn start(name: &'static str, netns: &str, file: &Path, dir: &Path) -> Self {
         let pins = PinDir::new(&format!("agent-{name}"));
         let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log).expect("create agent log");
+        File::create(&log).expect("create agent log");
+        let mut agent = Self {
+            name,
+            netns: netns.to_owned(),
+            file: file.to_owned(),
+            child: None,
+            log,
+            pins,
+            socket: dir.join(format!("ctl-{name}")).join("tr7.sock"),
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts the process (again, after an exit: same file, namespace and pins; the log
+    /// is appended to).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        let out = File::options()
+            .append(true)
+            .open(&self.log)
+            .expect("open agent log");
+        // /metrics stays at its default address: each agent binds it in its own namespace.
         let child = Command::new(tr7_binary())
             .args(["agent", "--config"])
-            .arg(file)
-            .args(["--node", name, "--netns", netns, "--pin-dir"])
-            .arg(&pins.path)
+            .arg(&self.file)
+            .args(["--node", self.name, "--netns", &self.netns, "--pin-dir"])
+            .arg(&self.pins.path)
+            .arg("--control-socket")
+            .arg(&self.socket)
             .env("TR7_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup log"))
             .stderr(out)
             .spawn()
             .expect("spawn tr7 agent");
-        Self {
-            name,
-            child: Some(child),
-            log,
-            pins,
-            netns: netns.to_owned(),
-        }
+        self.child = Some(child);
     }
 
-    /// `tr7 status --netns NS --format json`: the agent's report, as JSON.
+    /// `tr7 status --socket <ours> [--format json]`.
+    pub fn status_command(&self, json: bool) -> std::process::Output {
+        let mut cmd = Command::new(tr7_binary());
+        cmd.arg("status").arg("--socket").arg(&self.socket);
+        if json {
+            cmd.args(["--format", "json"]);
+        }
+        cmd.output().expect("run tr7 status")
+    }
+
+    /// The agent's status report, or `tr7 status`'s error message.
+    pub fn status(&self) -> Result<StatusReport, String> {
+        let out = self.status_command(true);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(
+            serde_json::from_slice(&out.stdout)
+                .expect("tr7 status --format json is a StatusReport"),
+        )
+    }
+
+    /// `tr7 status --format json` as plain JSON (fields a test reads by name).
     pub fn status_json(&self) -> serde_json::Value {
-        let out = Command::new(tr7_binary())
-            .args(["status", "--netns", &self.netns, "--format", "json"])
-            .output()
-            .expect("run tr7 status");
+        let out = self.status_command(true);
         assert!(
             out.status.success(),
             "{}: tr7 status: {}",
@@ -120,6 +164,71 @@ impl Agent {
                     s["mechanism"].as_str().unwrap_or_default().to_owned(),
                 )
             })
+    }
+
+    /// One HTTP request to the agent's /metrics listener at its default address, from
+    /// inside the node's namespace: the whole response.
+    pub fn http(&self, request: &str) -> String {
+        let mut stream = tr7::netns::within(Some(&self.netns), || {
+            TcpStream::connect(tr7::agent::metrics::DEFAULT_LISTEN)
+        })
+        .expect("enter the node's namespace")
+        .unwrap_or_else(|e| panic!("{}: connect to /metrics: {e}", self.name));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("set timeout");
+        stream.write_all(request.as_bytes()).expect("send request");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).expect("read response");
+        out
+    }
+
+    /// GET /metrics, checked as Prometheus text: its samples.
+    pub fn scrape(&self) -> Vec<Sample> {
+        let response = self.http("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{}: {head}", self.name);
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        parse_exposition(body)
+            .unwrap_or_else(|e| panic!("{}: /metrics does not parse: {e}", self.name))
+    }
+
+    /// Sends `signal` (`TERM`, `QUIT`, `HUP`) to the agent.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// The log from byte `from` on (a mark taken with `log_len`).
+    pub fn log_since(&self, from: usize) -> String {
+        self.log_text().get(from..).unwrap_or_default().to_owned()
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.log_text().len()
+    }
+
+    /// Waits (at most `limit`) until the log after `from` contains `what`.
+    pub fn wait_log(&self, from: usize, what: &str, limit: Duration) -> Duration {
+        wait_for(limit, &format!("{} logs `{what}`", self.name), || {
+            self.log_since(from).contains(what)
+        })
+    }
+
+    /// Whether the map has an entry for `vip` at all (owned or not).
+    pub fn has_entry(&self, vip: &str) -> bool {
+        let vip: IpAddr = vip.parse().unwrap();
+        Maps::open(&self.pins.path)
+            .ok()
+            .and_then(|m| m.vips().ok())
+            .is_some_and(|v| v.iter().any(|e| e.addr == vip))
     }
 
     pub fn pid(&self) -> u32 {
@@ -153,12 +262,7 @@ impl Agent {
 
     /// Sends SIGTERM; the caller then waits with [`Agent::wait_exit`].
     pub fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
+        self.signal("TERM");
     }
 
     /// Waits (at most 5 s) for the exit status.

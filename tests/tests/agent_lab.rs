@@ -4,29 +4,25 @@
 //! list). Only documentation addresses.
 //!
 //! Which binary: the tests run `target/<profile>/tr7`, found next to this test's own
-//! executable (`target/<profile>/deps/agent_lab-*`), after `cargo build -p tr7-agent --bin
-//! tr7` for that profile and target directory, run once per test process. Cargo gives
+//! executable, after `cargo build -p tr7-agent --bin tr7` for that profile and target
+//! directory, run once per test process (`tr7_tests::agents::tr7_binary`). Cargo gives
 //! `CARGO_BIN_EXE_tr7` only to tests of the binary's own package, and a binary left over
 //! from an earlier build would test old code; building is a no-op when it is current.
 
-use std::fs::File;
-use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tr7::agent::StatusReport;
 use tr7::agent::heartbeat::monotonic_ns;
-use tr7::agent::metrics::{Sample, parse_exposition};
+use tr7::agent::metrics::Sample;
 use tr7::agent::status::{AddressFamily, Owner, RouterState, RouterStatus};
 use tr7::dataplane::Maps;
 use tr7_tests::capture::{AdvertCapture, FrameCapture, Seen, spans, worst_overlap};
 use tr7_tests::keepalived::{Keepalived, KeepalivedConfig};
 use tr7_tests::{
-    agents::{Segment, tr7_binary},
-    bpf::PinDir,
+    agents::{Agent, Segment},
     lab::Lab,
 };
 
@@ -37,219 +33,6 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// Master_Down_Interval of a backup at `priority` following a 100 ms master (RFC 9568 6.1).
 fn master_down(priority: u8) -> Duration {
     3 * INTERVAL + INTERVAL * (256 - u32::from(priority)) / 256
-}
-
-/// One agent process; killed (SIGKILL) and reaped on drop, also when the test panics.
-struct Agent {
-    name: &'static str,
-    netns: String,
-    file: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-    pins: PinDir,
-    /// Its control socket, in a directory of the test that the agent creates (0700).
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start(name: &'static str, netns: &str, file: &Path, dir: &Path) -> Self {
-        let pins = PinDir::new(&format!("agent-{name}"));
-        let log = dir.join(format!("{name}.log"));
-        File::create(&log).expect("create agent log");
-        let mut agent = Self {
-            name,
-            netns: netns.to_owned(),
-            file: file.to_owned(),
-            child: None,
-            log,
-            pins,
-            socket: dir.join(format!("ctl-{name}")).join("tr7.sock"),
-        };
-        agent.spawn();
-        agent
-    }
-
-    /// Starts the process (again, after an exit: same file, namespace and pins; the log
-    /// is appended to).
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "{} is still running", self.name);
-        let out = File::options()
-            .append(true)
-            .open(&self.log)
-            .expect("open agent log");
-        // /metrics stays at its default address: each agent binds it in its own namespace.
-        let child = Command::new(tr7_binary())
-            .args(["agent", "--config"])
-            .arg(&self.file)
-            .args(["--node", self.name, "--netns", &self.netns, "--pin-dir"])
-            .arg(&self.pins.path)
-            .arg("--control-socket")
-            .arg(&self.socket)
-            .env("TR7_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup log"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn tr7 agent");
-        self.child = Some(child);
-    }
-
-    /// `tr7 status --socket <ours> [--format json]`.
-    fn status_command(&self, json: bool) -> std::process::Output {
-        let mut cmd = Command::new(tr7_binary());
-        cmd.arg("status").arg("--socket").arg(&self.socket);
-        if json {
-            cmd.args(["--format", "json"]);
-        }
-        cmd.output().expect("run tr7 status")
-    }
-
-    /// The agent's status report, or `tr7 status`'s error message.
-    fn status(&self) -> Result<StatusReport, String> {
-        let out = self.status_command(true);
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(
-            serde_json::from_slice(&out.stdout)
-                .expect("tr7 status --format json is a StatusReport"),
-        )
-    }
-
-    /// One HTTP request to the agent's /metrics listener at its default address, from
-    /// inside the node's namespace: the whole response.
-    fn http(&self, request: &str) -> String {
-        let mut stream = tr7::netns::within(Some(&self.netns), || {
-            TcpStream::connect(tr7::agent::metrics::DEFAULT_LISTEN)
-        })
-        .expect("enter the node's namespace")
-        .unwrap_or_else(|e| panic!("{}: connect to /metrics: {e}", self.name));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("set timeout");
-        stream.write_all(request.as_bytes()).expect("send request");
-        let mut out = String::new();
-        stream.read_to_string(&mut out).expect("read response");
-        out
-    }
-
-    /// GET /metrics, checked as Prometheus text: its samples.
-    fn scrape(&self) -> Vec<Sample> {
-        let response = self.http("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200 OK"), "{}: {head}", self.name);
-        assert!(
-            head.contains("Content-Type: text/plain; version=0.0.4"),
-            "{head}"
-        );
-        parse_exposition(body)
-            .unwrap_or_else(|e| panic!("{}: /metrics does not parse: {e}", self.name))
-    }
-
-    /// Sends `signal` (`TERM`, `QUIT`, `HUP`) to the agent.
-    fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{signal} failed");
-    }
-
-    /// The log from byte `from` on (a mark taken with `log_len`).
-    fn log_since(&self, from: usize) -> String {
-        self.log_text().get(from..).unwrap_or_default().to_owned()
-    }
-
-    fn log_len(&self) -> usize {
-        self.log_text().len()
-    }
-
-    /// Waits (at most `limit`) until the log after `from` contains `what`.
-    fn wait_log(&self, from: usize, what: &str, limit: Duration) -> Duration {
-        wait_for(limit, &format!("{} logs `{what}`", self.name), || {
-            self.log_since(from).contains(what)
-        })
-    }
-
-    /// Whether the map has an entry for `vip` at all (owned or not).
-    fn has_entry(&self, vip: &str) -> bool {
-        let vip: IpAddr = vip.parse().unwrap();
-        Maps::open(&self.pins.path)
-            .ok()
-            .and_then(|m| m.vips().ok())
-            .is_some_and(|v| v.iter().any(|e| e.addr == vip))
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("agent running").id()
-    }
-
-    /// Whether this node's ownership map says it owns `vip` (the agent's view; the fence
-    /// may still withdraw it in the data plane).
-    fn owns(&self, vip: &str) -> bool {
-        let vip: IpAddr = vip.parse().unwrap();
-        Maps::open(&self.pins.path)
-            .ok()
-            .and_then(|m| m.vips().ok())
-            .is_some_and(|v| v.iter().any(|e| e.addr == vip && e.owned))
-    }
-
-    fn owns_all(&self, vips: &[&str]) -> bool {
-        vips.iter().all(|v| self.owns(v))
-    }
-
-    fn owns_none(&self, vips: &[&str]) -> bool {
-        vips.iter().all(|v| !self.owns(v))
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends SIGTERM; the caller then waits with [`Agent::wait_exit`].
-    fn sigterm(&self) {
-        self.signal("TERM");
-    }
-
-    /// Waits (at most 5 s) for the exit status.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let child = self.child.as_mut().expect("agent running");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for agent") {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{} did not exit within 5 s of SIGTERM",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!(
-                "----- {} agent log ({}) -----\n{}",
-                self.name,
-                self.log.display(),
-                self.log_text()
-            );
-        }
-    }
 }
 
 struct Setup {

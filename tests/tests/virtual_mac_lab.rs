@@ -294,16 +294,6 @@ fn status_macs(agent: &Agent) -> Vec<String> {
     macs
 }
 
-/// Sends SIGHUP to an agent.
-fn hup(agent: &Agent) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &agent.pid().to_string()])
-        .status()
-        .expect("run kill")
-        .success();
-    assert!(ok, "kill -HUP {} failed", agent.name);
-}
-
 /// Whether any VIP in `agent`'s map is marked to speak with a virtual MAC, and whether any
 /// virtual-MAC row of its attachment (slot 0, VRIDs 51 and 52) is in use.
 fn vmac_state(agent: &Agent) -> (bool, bool) {
@@ -348,8 +338,8 @@ fn reload_to_the_interface_mac_removes_the_virtual_mac() {
     let without = CLUSTER.replace("      virtual_mac: true\n", "");
     assert_ne!(without, CLUSTER);
     std::fs::write(&s.file, without).expect("rewrite the cluster file");
-    hup(&s.a);
-    hup(&s.b);
+    s.a.signal("HUP");
+    s.b.signal("HUP");
     for (agent, ns) in [(&s.a, &s.seg.node_a), (&s.b, &s.seg.node_b)] {
         wait_for(
             Duration::from_secs(5),
