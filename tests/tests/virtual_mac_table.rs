@@ -239,65 +239,48 @@ fn guard_speaks_for_owned_virtual_mac_vips_with_the_virtual_mac() {
             TC_ACT_SHOT
         );
 
-        // NA for the VIP with the target link-layer option, checksum correct before and after.
-        let na = tagged(tags)
-            .ipv6(VIP6, PEER6, 58)
-            .nd_checked(136, VIP6, 2, NODE_MAC);
-        let (verdict, out) = t.run_guard_out(na.bytes());
-        assert_eq!(verdict, TC_ACT_OK);
-        assert_eq!(out[6..12], v6, "NA Ethernet source (tags {tags})");
-        assert_eq!(
-            out[nd_mac..nd_mac + 6],
-            v6,
-            "NA target link-layer address (tags {tags})"
-        );
+        // Neighbour discovery from the VIP: Ethernet source and link-layer option rewritten,
+        // the ICMPv6 checksum right (and changed) after the rewrite.
         let icmp = l3(tags) + 40;
-        let stored = u16::from_be_bytes([out[icmp + 2], out[icmp + 3]]);
-        assert_eq!(
-            stored,
-            icmpv6_checksum(&out, l3(tags), icmp),
-            "NA checksum after the rewrite (tags {tags})"
-        );
-        assert_ne!(
-            out[icmp + 2..icmp + 4],
-            na.bytes()[icmp + 2..icmp + 4],
-            "checksum changed"
-        );
-
-        // An unsolicited NA from the link-local address for the VIP: same.
-        let (_, out) = t.run_guard_out(
-            tagged(tags)
-                .ipv6(LINK_LOCAL, ALL_NODES, 58)
-                .nd_checked(136, VIP6, 2, NODE_MAC)
-                .bytes(),
-        );
-        assert_eq!(
-            out[nd_mac..nd_mac + 6],
-            v6,
-            "unsolicited NA option (tags {tags})"
-        );
-        assert_eq!(
-            u16::from_be_bytes([out[icmp + 2], out[icmp + 3]]),
-            icmpv6_checksum(&out, l3(tags), icmp)
-        );
-
-        // NS from the VIP: the source link-layer option.
-        let (_, out) = t.run_guard_out(
-            tagged(tags)
-                .ipv6(VIP6, PEER6, 58)
-                .nd_checked(135, PEER6, 1, NODE_MAC)
-                .bytes(),
-        );
-        assert_eq!(out[6..12], v6, "NS Ethernet source (tags {tags})");
-        assert_eq!(
-            out[nd_mac..nd_mac + 6],
-            v6,
-            "NS source link-layer address (tags {tags})"
-        );
-        assert_eq!(
-            u16::from_be_bytes([out[icmp + 2], out[icmp + 3]]),
-            icmpv6_checksum(&out, l3(tags), icmp)
-        );
+        for (what, frame) in [
+            (
+                "NA for the VIP, target option",
+                tagged(tags)
+                    .ipv6(VIP6, PEER6, 58)
+                    .nd_checked(136, VIP6, 2, NODE_MAC),
+            ),
+            (
+                "unsolicited NA from link-local for the VIP",
+                tagged(tags)
+                    .ipv6(LINK_LOCAL, ALL_NODES, 58)
+                    .nd_checked(136, VIP6, 2, NODE_MAC),
+            ),
+            (
+                "NS from the VIP, source option",
+                tagged(tags)
+                    .ipv6(VIP6, PEER6, 58)
+                    .nd_checked(135, PEER6, 1, NODE_MAC),
+            ),
+        ] {
+            let (verdict, out) = t.run_guard_out(frame.bytes());
+            assert_eq!(verdict, TC_ACT_OK, "{what} (tags {tags})");
+            assert_eq!(out[6..12], v6, "{what}: Ethernet source (tags {tags})");
+            assert_eq!(
+                out[nd_mac..nd_mac + 6],
+                v6,
+                "{what}: link-layer option (tags {tags})"
+            );
+            assert_eq!(
+                u16::from_be_bytes([out[icmp + 2], out[icmp + 3]]),
+                icmpv6_checksum(&out, l3(tags), icmp),
+                "{what}: checksum after the rewrite (tags {tags})"
+            );
+            assert_ne!(
+                out[icmp + 2..icmp + 4],
+                frame.bytes()[icmp + 2..icmp + 4],
+                "{what}: checksum changed (tags {tags})"
+            );
+        }
 
         // An NA for an address that is not a VIP, from the VIP: Ethernet source only, the
         // option (someone else's MAC) is left alone.
