@@ -964,22 +964,17 @@ struct KeepalivedLab {
 }
 
 fn keepalived_lab(tag: &str, higher: Higher) -> KeepalivedLab {
-    let mut lab = Lab::new(tag);
-    let sw = lab.netns("sw");
-    let node_a = lab.netns("a");
-    let node_b = lab.netns("b");
-    let client = lab.netns("client");
-    lab.bridge(&sw, "br0");
-    lab.veth_to_bridge(&node_a, "eth0", &sw, "pa", "br0");
-    lab.veth_to_bridge(&node_b, "eth0", &sw, "pb", "br0");
-    lab.veth_to_bridge(&client, "eth0", &sw, "pc", "br0");
+    let Segment {
+        lab,
+        sw,
+        node_a,
+        node_b,
+        client,
+    } = Segment::new(tag);
+    // keepalived does not configure node-b's own addresses: the lab does.
     lab.addr(&node_b, "eth0", "192.0.2.3/24");
     lab.addr(&node_b, "eth0", "2001:db8::3/64");
-    lab.addr(&client, "eth0", "192.0.2.1/24");
-    lab.addr(&client, "eth0", "2001:db8::1/64");
-    for ns in [&node_a, &node_b, &client] {
-        lab.wait_ipv6_ready(ns, "eth0");
-    }
+    lab.wait_ipv6_ready(&node_b, "eth0");
     let dir = std::env::temp_dir().join(format!("{node_a}-agent-keepalived"));
     std::fs::create_dir_all(&dir).expect("create test directory");
     let file = dir.join("cluster.yaml");
