@@ -277,6 +277,50 @@ fn ownership_flip_takes_effect_on_the_next_frame() {
 }
 
 #[test]
+fn a_heartbeat_counts_from_the_next_frame() {
+    // The programs keep their fence verdict for a tick in each CPU's copy of the fence; an
+    // agent write must clear it, or a verdict would outlive the heartbeat it was made from.
+    // Each round writes, then runs a frame well within one tick (4 ms at HZ=250).
+    let mut t = TestDataplane::load("fence-cache");
+    setup(&mut t);
+    let f = frame(Kind::Ipv4, Tags::None, Target::Owned);
+    for round in 0..20 {
+        let now = tr7::cli::dataplane::monotonic_ns().unwrap();
+        t.maps.heartbeat(now, 10_000_000_000).unwrap();
+        assert_eq!(t.run_gate(&f), XDP_PASS, "round {round}: fresh heartbeat");
+        fence_tripped(&mut t);
+        assert_eq!(t.run_gate(&f), XDP_DROP, "round {round}: stale heartbeat");
+        t.maps.heartbeat(1, 0).unwrap();
+        assert_eq!(t.run_gate(&f), XDP_PASS, "round {round}: fence off");
+    }
+}
+
+#[test]
+fn pins_of_replaced_maps_are_removed() {
+    // Maps an earlier build pinned under names this build gave up (another layout): a load
+    // removes their pins and creates its own, so no program of this build adopts them.
+    use aya::maps::{Array, MapData};
+    let pins = tr7_tests::bpf::PinDir::new("retired");
+    std::fs::create_dir_all(&pins.path).unwrap();
+    let old_fence = Array::<MapData, [u64; 2]>::create(1, 0).unwrap();
+    old_fence.pin(pins.path.join("TR7_FENCE")).unwrap();
+    let old_table = Array::<MapData, [u64; 5]>::create(16, 0).unwrap();
+    old_table.pin(pins.path.join("TR7_VIP_TABLE")).unwrap();
+    assert_eq!(tr7_common::map::RETIRED, ["TR7_VIP_TABLE", "TR7_FENCE"]);
+
+    let mut maps = tr7::dataplane::create_maps(&pins.path).unwrap();
+    for old in tr7_common::map::RETIRED {
+        assert!(!pins.path.join(old).exists(), "{old} still pinned");
+    }
+    for new in [tr7_common::map::FENCE, tr7_common::map::VIP_TABLE] {
+        assert!(pins.path.join(new).exists(), "{new} not pinned");
+    }
+    maps.heartbeat(5, 7).unwrap();
+    let fence = maps.fence().unwrap();
+    assert_eq!((fence.heartbeat_ns, fence.interval_ns), (5, 7));
+}
+
+#[test]
 fn ns_behind_extension_headers_is_found() {
     // A neighbour solicitation behind hop-by-hop and destination-options headers is still
     // suppressed for a VIP owned elsewhere.

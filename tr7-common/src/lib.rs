@@ -18,13 +18,19 @@ pub mod program {
 /// Names of the maps in the eBPF object. They are pinned by these names.
 pub mod map {
     /// Array of [`crate::VipSlot`]: the open-addressing VIP table the programs look VIPs up
-    /// in (see [`crate::vip_hash`]).
-    pub const VIP_TABLE: &str = "TR7_VIP_TABLE";
+    /// in (see [`crate::vip_home`]). (Named apart from the `TR7_VIP_TABLE` of earlier
+    /// builds, which placed keys by another hash: a new program must not adopt it.)
+    pub const VIP_TABLE: &str = "TR7_VIP_SLOTS";
+    /// Pins of maps earlier builds made and this one replaced under a new name. The agent
+    /// removes them; programs still using such a map keep it until they are replaced.
+    pub const RETIRED: &[&str] = &["TR7_VIP_TABLE", "TR7_FENCE"];
     /// [`crate::VipKey`] → [`crate::VipState`]: the directory of VIPs, for user space
     /// (listing, counter indexes). The programs never read it.
     pub const VIPS: &str = "TR7_VIPS";
-    /// Index 0 → [`crate::Fence`]: the agent's heartbeat and the fence interval.
-    pub const FENCE: &str = "TR7_FENCE";
+    /// Per-CPU array, index 0 → [`crate::Fence`]: the agent's heartbeat and the fence
+    /// interval, with each CPU's cached verdict. (Named apart from the single-copy
+    /// `TR7_FENCE` of earlier builds, whose pin a new program must not adopt.)
+    pub const FENCE: &str = "TR7_FENCE_CPU";
     /// Per-CPU array, attachment slot ([`crate::Attachment::slot`]) → [`crate::IfaceCounters`].
     pub const IFACE_STATS: &str = "TR7_IFACE_STATS";
     /// Per-CPU array, VIP index ([`crate::VipState::index`]) → [`crate::VipCounters`].
@@ -56,8 +62,8 @@ pub mod global {
 pub const MAX_VIPS: u32 = 131_072;
 /// Slots of the VIP table: a power of two, four times [`MAX_VIPS`], so the table is at most
 /// a quarter full and linear-probe runs stay short (20 MiB at 40 bytes a slot).
-pub const VIP_TABLE_SIZE: u32 = 524_288;
-/// A VIP sits at most this many slots after its home slot ([`vip_hash`] modulo the size);
+pub const VIP_TABLE_SIZE: u32 = 1 << VIP_TABLE_BITS;
+/// A VIP sits at most this many slots after its home slot ([`vip_home`]);
 /// lookups stop there, and an insert that finds no free slot within it fails. At a quarter
 /// load a run this long is vanishingly rare; lookups usually end after one or two slots.
 pub const VIP_TABLE_PROBES: u32 = 32;
@@ -231,41 +237,63 @@ pub struct VipSlot {
     pub flags: u32,
 }
 
-/// The home slot of a key, before masking with `VIP_TABLE_SIZE - 1`. Kernel and user space
-/// must agree bit for bit: both call this. Each 32-bit word of the key is multiplied by its
-/// own odd constant and the products summed (keys differing in one word always differ
-/// here), then murmur3's finaliser spreads nearby addresses over the whole table. The
-/// multiplications are independent, so the data plane pays about three multiply latencies,
-/// not one per word. Both sides run little-endian (x86_64 and `bpfel`), so the words agree.
+/// log2 of [`VIP_TABLE_SIZE`].
+pub const VIP_TABLE_BITS: u32 = 19;
+
+impl VipKey {
+    /// The key as the four 64-bit words its memory holds (the last one half used): what the
+    /// data plane hashes and compares, so a key is built once, in registers.
+    #[inline(always)]
+    pub const fn words(&self) -> [u64; 4] {
+        let a = &self.addr;
+        [
+            self.scope as u64 | (self.outer_vlan as u64) << 32 | (self.inner_vlan as u64) << 48,
+            self.family as u64
+                | (self._pad[0] as u64) << 8
+                | (self._pad[1] as u64) << 16
+                | (self._pad[2] as u64) << 24
+                | (a[0] as u64) << 32,
+            a[1] as u64 | (a[2] as u64) << 32,
+            a[3] as u64,
+        ]
+    }
+}
+
+/// The home slot of a key in the VIP table. Kernel and user space must agree bit for bit:
+/// both call this. Each word of the key is multiplied by its own odd constant and the
+/// products summed (independent multiplies, so the data plane pays about two multiply
+/// latencies); the slot is the top [`VIP_TABLE_BITS`] bits of the sum, which every bit of
+/// the key reaches (multiplicative hashing). Both sides run little-endian (x86_64 and
+/// `bpfel`), so the words agree.
 #[inline(always)]
-pub const fn vip_hash(key: &VipKey) -> u32 {
-    let a = &key.addr;
-    let vlans = key.outer_vlan as u32 | (key.inner_vlan as u32) << 16;
-    let mut h = key.scope.wrapping_mul(0x9e37_79b1)
-        ^ vlans.wrapping_mul(0x85eb_ca77)
-        ^ (key.family as u32).wrapping_mul(0xc2b2_ae3d);
-    h = h
-        .wrapping_add(a[0].wrapping_mul(0x27d4_eb2f))
-        .wrapping_add(a[1].wrapping_mul(0x1656_67b1))
-        .wrapping_add(a[2].wrapping_mul(0xd3a2_646d))
-        .wrapping_add(a[3].wrapping_mul(0xfd70_46c5));
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h
+pub const fn vip_home(key: &VipKey) -> u32 {
+    let [w0, w1, w2, w3] = key.words();
+    let h = w0
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(w1.wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
+        .wrapping_add(w2.wrapping_mul(0x1656_67b1_9e37_79f9))
+        .wrapping_add(w3.wrapping_mul(0x85eb_ca77_c2b2_ae63));
+    (h >> (64 - VIP_TABLE_BITS)) as u32
 }
 
 /// The liveness fence: when `now - heartbeat_ns > interval_ns`, every VIP counts as not
 /// owned, so a dead agent cannot keep claiming VIPs its peer has taken over.
 /// Times are `CLOCK_MONOTONIC` nanoseconds (what `bpf_ktime_get_ns` returns).
+///
+/// The map holds one copy per CPU, all written together by the agent, so that each CPU
+/// also keeps its last verdict next to them ([`Fence::verdict`]) and a frame costs one
+/// lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Fence {
     pub heartbeat_ns: u64,
     /// 0 disables the fence.
     pub interval_ns: u64,
+    /// The programs' verdict on this CPU, valid for one tick: `jiffies << 1 | fenced`, from
+    /// the first frame of the tick. 0 (what every agent write leaves) means none yet, so a
+    /// new heartbeat or interval counts from the next frame on. Never 0 once set: jiffies
+    /// start above zero.
+    pub verdict: u64,
 }
 
 /// An attached interface: its namespace (inode) and ifindex.
@@ -394,7 +422,7 @@ const _: () = {
     assert!(core::mem::size_of::<VmacState>() == 8);
     assert!(core::mem::size_of::<VipSlot>() == 40);
     assert!(VIP_TABLE_SIZE.is_power_of_two() && VIP_TABLE_SIZE >= 4 * MAX_VIPS);
-    assert!(core::mem::size_of::<Fence>() == 16);
+    assert!(core::mem::size_of::<Fence>() == 24);
     assert!(core::mem::size_of::<IfaceKey>() == 8);
     assert!(core::mem::size_of::<IfaceCounters>() == 8 * REASONS);
     assert!(core::mem::size_of::<VipCounters>() == 48);
@@ -426,4 +454,96 @@ mod pod {
     unsafe impl aya::Pod for VipCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for CarrierEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    use super::*;
+
+    /// The longest probe run (slots past the home slot) when `keys` go into an empty table
+    /// with linear probing, as the agent inserts them.
+    fn longest_run(keys: impl Iterator<Item = VipKey>) -> u32 {
+        let mut used = vec![false; VIP_TABLE_SIZE as usize];
+        let mut longest = 0;
+        for key in keys {
+            let home = vip_home(&key);
+            let run = (0..VIP_TABLE_SIZE)
+                .find(|i| !used[(home.wrapping_add(*i) & (VIP_TABLE_SIZE - 1)) as usize])
+                .expect("table full");
+            used[(home.wrapping_add(run) & (VIP_TABLE_SIZE - 1)) as usize] = true;
+            longest = longest.max(run);
+        }
+        longest
+    }
+
+    fn key(scope: u32, vlan: u16, family: u8, addr: [u8; 16]) -> VipKey {
+        VipKey {
+            scope,
+            outer_vlan: vlan,
+            inner_vlan: 0,
+            family,
+            _pad: [0; 3],
+            addr: VipKey::addr_words(&addr),
+        }
+    }
+
+    fn v4(n: u32) -> [u8; 16] {
+        let mut a = [0; 16];
+        a[..4].copy_from_slice(&0xc000_0000u32.wrapping_add(n).to_be_bytes());
+        a
+    }
+
+    fn v6(n: u32) -> [u8; 16] {
+        let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        a[12..].copy_from_slice(&n.to_be_bytes());
+        a
+    }
+
+    /// A full directory of the address plans operators use (consecutive addresses, one
+    /// scope; the same addresses in many VLANs or scopes), and one scattered like random
+    /// addresses, fills the table with runs far below the probe limit, so an insert never
+    /// fails for want of a slot.
+    #[test]
+    fn realistic_vip_sets_leave_short_probe_runs() {
+        let n = MAX_VIPS;
+        let sets: Vec<(&str, Vec<VipKey>)> = vec![
+            (
+                "consecutive IPv4",
+                (0..n).map(|i| key(1, 0, FAMILY_IPV4, v4(i))).collect(),
+            ),
+            (
+                "consecutive IPv6",
+                (0..n).map(|i| key(1, 0, FAMILY_IPV6, v6(i))).collect(),
+            ),
+            (
+                "scattered IPv4",
+                (0..n)
+                    .map(|i| key(1, 0, FAMILY_IPV4, v4(i.wrapping_mul(0x9e37_79b1))))
+                    .collect(),
+            ),
+            (
+                "IPv4 x 1024 VLANs",
+                (0..n)
+                    .map(|i| key(1, (i % 1024) as u16 + 1, FAMILY_IPV4, v4(i / 1024)))
+                    .collect(),
+            ),
+            (
+                "IPv6 x 512 scopes",
+                (0..n)
+                    .map(|i| key(i % 512, 0, FAMILY_IPV6, v6(i / 512)))
+                    .collect(),
+            ),
+        ];
+        for (name, keys) in sets {
+            let longest = longest_run(keys.into_iter());
+            std::println!("{name}: longest probe run {longest} of {VIP_TABLE_PROBES}");
+            assert!(
+                longest < VIP_TABLE_PROBES / 2,
+                "{name}: a run of {longest} slots (limit {VIP_TABLE_PROBES})"
+            );
+        }
+    }
 }

@@ -12,9 +12,9 @@ use tr7_common::{
     VMACS_SIZE, VipCounters, VipKey, VipSlot, VipState, VmacState,
 };
 
-/// The VIP table the programs look VIPs up in (open addressing, see `tr7_common::vip_hash`).
+/// The VIP table the programs look VIPs up in (open addressing, see `tr7_common::vip_home`).
 #[map]
-pub static TR7_VIP_TABLE: Array<VipSlot> = Array::pinned(VIP_TABLE_SIZE, 0);
+pub static TR7_VIP_SLOTS: Array<VipSlot> = Array::pinned(VIP_TABLE_SIZE, 0);
 
 /// The VIP directory; user space only.
 #[map]
@@ -30,20 +30,10 @@ pub static TR7_VMACS: Array<VmacState> = Array::pinned(VMACS_SIZE, 0);
 pub static TR7_EGRESS_PLAN: PerCpuArray<crate::vmac::EgressPlan> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// One copy per CPU: the agent writes them all, the programs cache their verdict in their
+/// own (`tr7_common::Fence::verdict`, `verdict::fenced`).
 #[map]
-pub static TR7_FENCE: Array<Fence> = Array::pinned(1, 0);
-
-/// Per CPU: the last clock reading of the fence check and the jiffies it was taken at
-/// (`verdict::now_ns`). A cache, not state: not pinned, each program instance has its own.
-#[map]
-pub static TR7_CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ClockCache {
-    pub jiffies: u64,
-    pub now_ns: u64,
-}
+pub static TR7_FENCE_CPU: PerCpuArray<Fence> = PerCpuArray::pinned(1, 0);
 
 #[map]
 pub static TR7_IFACE_STATS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_ATTACHMENTS, 0);

@@ -3,12 +3,12 @@
 
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use tr7_common::{
-    FAMILY_IPV4, FAMILY_IPV6, Reason, SLOT_EMPTY, SLOT_USED, VIP_TABLE_PROBES, VIP_TABLE_SIZE,
-    VipKey, VipState, vip_hash,
+    FAMILY_IPV4, FAMILY_IPV6, Fence, Reason, SLOT_EMPTY, SLOT_USED, VIP_TABLE_PROBES,
+    VIP_TABLE_SIZE, VipKey, VipState, vip_home,
 };
 
 use crate::maps::{
-    TR7_CLOCK, TR7_FENCE, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_STATS, TR7_VIP_TABLE,
+    TR7_FENCE_CPU, TR7_IFACE_STATS, TR7_SCOPE, TR7_SLOT, TR7_VIP_SLOTS, TR7_VIP_STATS,
 };
 
 /// The VLAN tags a frame was seen with, outermost first (0 where absent).
@@ -46,74 +46,66 @@ pub fn v6_key(tags: Tags, addr: [u32; 4]) -> VipKey {
 /// it, stopping at an empty slot. Array lookups are inlined, so this makes no call.
 #[inline(always)]
 pub fn vip(key: &VipKey) -> Option<VipState> {
-    let home = vip_hash(key);
+    let words = key.words();
+    let home = vip_home(key);
     for i in 0..VIP_TABLE_PROBES {
-        let slot = TR7_VIP_TABLE.get(home.wrapping_add(i) & (VIP_TABLE_SIZE - 1))?;
+        let slot = TR7_VIP_SLOTS.get(home.wrapping_add(i) & (VIP_TABLE_SIZE - 1))?;
         if slot.flags == SLOT_EMPTY {
             return None;
         }
-        if slot.flags == SLOT_USED && same_key(&slot.key, key) {
+        if slot.flags == SLOT_USED && same_key(&slot.key, &words) {
             return Some(slot.state);
         }
     }
     None
 }
 
-/// Field by field, without `PartialEq` (which may become a `bcmp` call BPF does not have).
+/// A slot's key against `words` ([`VipKey::words`]), a 64-bit word at a time (the slot is
+/// 8-byte aligned in the array).
 #[inline(always)]
-fn same_key(a: &VipKey, b: &VipKey) -> bool {
-    if a.scope != b.scope
-        || a.outer_vlan != b.outer_vlan
-        || a.inner_vlan != b.inner_vlan
-        || a.family != b.family
-    {
-        return false;
-    }
-    a.addr[0] == b.addr[0]
-        && a.addr[1] == b.addr[1]
-        && a.addr[2] == b.addr[2]
-        && a.addr[3] == b.addr[3]
+fn same_key(slot: &VipKey, words: &[u64; 4]) -> bool {
+    let w = |i: usize| -> u64 {
+        // SAFETY: word `i` < 3 of a 28-byte key; unaligned loads are allowed (see build.rs).
+        unsafe { core::ptr::read_unaligned((slot as *const VipKey as *const u64).add(i)) }
+    };
+    w(0) == words[0] && w(1) == words[1] && w(2) == words[2] && u64::from(slot.addr[3]) == words[3]
 }
 
 /// Whether the agent's heartbeat is older than the fence (a fence of 0 never fires).
+///
+/// Worked out once per tick and CPU, and kept in this CPU's copy of the fence
+/// ([`tr7_common::Fence::verdict`]): a frame costs one per-CPU lookup, one load of jiffies
+/// (`bpf_jiffies64`, which the verifier inlines) and a compare. The clock read, a helper
+/// call, happens only on the first frame of a tick; per frame it cost as much as the rest of
+/// the gate (docs/performance.md). The agent's writes clear every CPU's verdict, so a new
+/// heartbeat or interval counts at once. The fence fires up to two ticks late: the verdict
+/// holds for the tick, and the coarse clock it is taken with lags jiffies by up to one.
 #[inline(always)]
 pub fn fenced() -> bool {
-    let Some(fence) = TR7_FENCE.get(0) else {
+    let Some(fence) = TR7_FENCE_CPU.get_ptr_mut(0) else {
         return false;
     };
+    // SAFETY: this CPU's copy; the programs on this CPU do not run concurrently, and an
+    // agent write racing this one leaves a verdict at most one tick old (see `Fence`).
+    let fence = unsafe { &mut *fence };
+    // SAFETY: bpf_jiffies64 has no preconditions.
+    let jiffies = unsafe { bpf_jiffies64() };
+    if fence.verdict >> 1 != jiffies {
+        fence.verdict = jiffies << 1 | u64::from(expired(fence));
+    }
+    fence.verdict & 1 != 0
+}
+
+/// The fence check proper, once per tick and CPU (a function of its own, off the path every
+/// frame takes).
+#[inline(never)]
+fn expired(fence: &Fence) -> bool {
     if fence.interval_ns == 0 {
         return false;
     }
-    now_ns().saturating_sub(fence.heartbeat_ns) > fence.interval_ns
-}
-
-/// CLOCK_MONOTONIC_COARSE (the clock the agent's heartbeat is written in, as of the last
-/// tick), read through the helper at most once per tick and CPU.
-///
-/// Every helper call costs a call and a return (with the SRSO mitigation, the return is
-/// the expensive part), and `bpf_ktime_get_ns` also reads the clock source, which under a
-/// hypervisor is slow: together about 45 ns per frame on the development machine, as much
-/// as the rest of the gate (docs/performance.md). `bpf_jiffies64` is inlined by the
-/// verifier into one load, and the coarse clock only moves when jiffies do, so the reading
-/// taken at the current jiffies value is reused. The fence may fire up to two ticks late
-/// (the tick updates jiffies just before the coarse clock: 8 ms at HZ=250); the shortest
-/// fence is Master_Down_Interval + advert interval at 10 ms adverts, over 40 ms.
-#[inline(always)]
-fn now_ns() -> u64 {
-    // SAFETY: bpf_jiffies64 and bpf_ktime_get_coarse_ns have no preconditions.
-    let jiffies = unsafe { bpf_jiffies64() };
-    let Some(cache) = TR7_CLOCK.get_ptr_mut(0) else {
-        // SAFETY: as above.
-        return unsafe { bpf_ktime_get_coarse_ns() };
-    };
-    // SAFETY: a per-CPU value of this CPU; nothing else writes it concurrently.
-    let cache = unsafe { &mut *cache };
-    if cache.jiffies != jiffies || cache.now_ns == 0 {
-        cache.jiffies = jiffies;
-        // SAFETY: as above.
-        cache.now_ns = unsafe { bpf_ktime_get_coarse_ns() };
-    }
-    cache.now_ns
+    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    now.saturating_sub(fence.heartbeat_ns) > fence.interval_ns
 }
 
 /// Whether this node may speak for `state`'s VIP right now.

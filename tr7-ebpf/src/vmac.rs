@@ -22,6 +22,7 @@ use tr7_common::{
 
 use crate::{
     cursor::{Bytes, Direct},
+    eth::ETH_HLEN,
     frame::{Frame, L3, NdKind},
     maps::{TR7_EGRESS_PLAN, TR7_SLOT, TR7_VMACS},
     verdict::fenced,
@@ -35,16 +36,15 @@ const PREFIX_WORD: u32 = u32::from_ne_bytes(VMAC_PREFIX);
 /// has its destination rewritten; any other frame is untouched.
 #[inline(always)]
 pub fn ingress(pkt: &Direct) -> Result<(), Reason> {
-    // One load and compare for every frame; the rest only for 00-00-5E-00-xx-xx.
-    let Ok(head) = pkt.word_at(0) else {
+    // One load and compare for every frame; the rest only for 00-00-5E-00-xx-xx. The
+    // bounds check is the Ethernet header's, which the parse then shares.
+    let Ok(eth) = pkt.read::<[u8; ETH_HLEN]>(0) else {
         return Ok(());
     };
-    if head != PREFIX_WORD {
+    if u32::from_ne_bytes([eth[0], eth[1], eth[2], eth[3]]) != PREFIX_WORD {
         return Ok(());
     }
-    let Ok([kind, vrid]) = pkt.read::<[u8; 2]>(4) else {
-        return Ok(());
-    };
+    let [kind, vrid] = [eth[4], eth[5]];
     let family = match kind {
         VMAC_IPV4 => FAMILY_IPV4,
         VMAC_IPV6 => FAMILY_IPV6,

@@ -21,7 +21,7 @@ use aya::{
     },
 };
 use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
-use tr7_common::{IfaceKey, global, program};
+use tr7_common::{IfaceKey, global, map, program};
 
 use super::{
     DataplaneError,
@@ -116,9 +116,28 @@ fn loader(pin_dir: &Path) -> Result<EbpfLoader<'_>, DataplaneError> {
     }
     ensure_bpffs()?;
     std::fs::create_dir_all(pin_dir).map_err(|e| DataplaneError::io(pin_dir, e))?;
+    retire_pins(pin_dir)?;
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(pin_dir);
     Ok(loader)
+}
+
+/// Removes the pins of maps an earlier build made under names this one no longer uses
+/// (`tr7_common::map::RETIRED`: a layout this build's programs must not adopt). Programs
+/// still using such a map keep it; nothing of this build reads it.
+fn retire_pins(pin_dir: &Path) -> Result<(), DataplaneError> {
+    for name in map::RETIRED {
+        let path = pin_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(
+                pin = %path.display(),
+                "removed the pin of a map an earlier build used (this build has its own, fresh)"
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DataplaneError::io(&path, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Creates the pinned maps under `pin_dir` where they do not exist yet (loading no

@@ -12,7 +12,7 @@ use tr7_common::{
     Attachment, FAMILY_IPV4, FAMILY_IPV6, Fence, IfaceCounters, IfaceKey, MAX_ATTACHMENTS,
     MAX_VIPS, REASONS, Reason, SLOT_EMPTY, SLOT_TOMBSTONE, SLOT_USED, VIP_TABLE_PROBES,
     VIP_TABLE_SIZE, VLAN_8021AD, VLAN_VID_MASK, VMAC_BACKUP, VMAC_OWNED, VMAC_UNUSED, VipCounters,
-    VipKey, VipSlot, VipState, VmacState, map, vip_hash, vmac_index,
+    VipKey, VipSlot, VipState, VmacState, map, vip_home, vmac_index,
 };
 
 use super::DataplaneError;
@@ -107,7 +107,8 @@ pub fn key_addr(key: &VipKey) -> IpAddr {
 pub struct Maps {
     pub table: Array<MapData, VipSlot>,
     pub vips: HashMap<MapData, VipKey, VipState>,
-    pub fence: Array<MapData, Fence>,
+    /// One copy per CPU (see [`Fence`]); written together, read from CPU 0's.
+    pub fence: PerCpuArray<MapData, Fence>,
     pub iface_stats: PerCpuArray<MapData, IfaceCounters>,
     pub vip_stats: PerCpuArray<MapData, VipCounters>,
     pub attachments: HashMap<MapData, IfaceKey, Attachment>,
@@ -394,7 +395,7 @@ impl Maps {
     /// Where `key` is in the table (`Ok(index)`), or else the first reusable slot of its probe
     /// run (`Err(Some(index))`), or `Err(None)` when the run has no room.
     fn probe(&self, key: &VipKey) -> Result<Result<u32, Option<u32>>, DataplaneError> {
-        let home = vip_hash(key);
+        let home = vip_home(key);
         let mut free = None;
         for i in 0..VIP_TABLE_PROBES {
             let index = home.wrapping_add(i) & (VIP_TABLE_SIZE - 1);
@@ -536,24 +537,28 @@ impl Maps {
     }
 
     /// Refreshes the liveness heartbeat to `now_ns` (`CLOCK_MONOTONIC`) and sets the fence
-    /// interval; an interval of 0 disables the fence.
+    /// interval; an interval of 0 disables the fence. Every CPU's copy is written, with its
+    /// cached verdict cleared, so the programs count the new values from their next frame.
     pub fn heartbeat(&mut self, now_ns: u64, interval_ns: u64) -> Result<(), DataplaneError> {
+        let fence = Fence {
+            heartbeat_ns: now_ns,
+            interval_ns,
+            verdict: 0,
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
+        let copies = PerCpuValues::try_from(vec![fence; cpus]).map_err(DataplaneError::Cpus)?;
         self.fence
-            .set(
-                0,
-                Fence {
-                    heartbeat_ns: now_ns,
-                    interval_ns,
-                },
-                0,
-            )
+            .set(0, copies, 0)
             .map_err(|source| DataplaneError::map_write(map::FENCE, source))
     }
 
+    /// The heartbeat and interval last written (CPU 0's copy; all copies hold the same).
     pub fn fence(&self) -> Result<Fence, DataplaneError> {
-        self.fence
+        let copies = self
+            .fence
             .get(&0, 0)
-            .map_err(|source| DataplaneError::map_read(map::FENCE, source))
+            .map_err(|source| DataplaneError::map_read(map::FENCE, source))?;
+        Ok(copies.first().copied().unwrap_or_default())
     }
 
     /// Every VIP in the map with its counters summed over CPUs, sorted by place and address.
