@@ -316,7 +316,41 @@ fn second_attach_adopts_pins_and_detach_removes_them() {
     assert_eq!(back.gate, AttachOutcome::Replaced);
     assert!(!s.arping(NOT_OWNED4), "scope {SCOPE} restored");
 
-    assert!(detach(&s.pins.path, s.netns, s.ifindex).unwrap());
+    let done = detach(&s.pins.path, "vb", Some(&s.node)).unwrap();
+    assert!(done.found);
+    // What the attach turned off (see `setup`) is on again, on both ends of the veth.
+    let restored: Vec<_> = done
+        .vlan_offload
+        .iter()
+        .map(|r| (r.iface.as_str(), r.turned_on.clone()))
+        .collect();
+    assert_eq!(
+        restored,
+        [
+            (
+                "vb",
+                vec![
+                    "rx-vlan-hw-parse".to_owned(),
+                    "rx-vlan-stag-hw-parse".to_owned()
+                ]
+            ),
+            (
+                "va",
+                vec![
+                    "tx-vlan-hw-insert".to_owned(),
+                    "tx-vlan-stag-hw-insert".to_owned()
+                ]
+            ),
+        ]
+    );
+    let features = |ns: &str, iface: &str| {
+        let out = s.lab.exec(ns, &["ethtool", "-k", iface]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let vb = features(&s.node, "vb");
+    assert!(vb.contains("rx-vlan-offload: on"), "vb after detach:\n{vb}");
+    let va = features(&s.client, "va");
+    assert!(va.contains("tx-vlan-offload: on"), "va after detach:\n{va}");
     let layout = tr7::dataplane::PinLayout::new(&s.pins.path);
     assert!(!layout.iface_dir(s.netns, s.ifindex).exists());
     assert!(
@@ -331,8 +365,7 @@ fn second_attach_adopts_pins_and_detach_removes_them() {
     );
     // Without the gate, the not-owned VIP (configured on the node) answers ARP again.
     assert!(s.arping(NOT_OWNED4), "ARP unanswered after detach");
-    assert!(
-        !detach(&s.pins.path, s.netns, s.ifindex).unwrap(),
-        "second detach finds nothing"
-    );
+    let again = detach(&s.pins.path, "vb", Some(&s.node)).unwrap();
+    assert!(!again.found, "second detach finds nothing");
+    assert!(again.vlan_offload.is_empty(), "{:?}", again.vlan_offload);
 }

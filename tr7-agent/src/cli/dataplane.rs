@@ -8,10 +8,7 @@ use clap::{Args, Subcommand};
 use nix::time::{ClockId, clock_gettime};
 use tr7_common::{Reason, VLAN_8021AD, VLAN_VID_MASK};
 
-use crate::{
-    dataplane::{self, AttachOutcome, DEFAULT_PIN_DIR, Maps, VipScope, XdpAttachMode},
-    netns,
-};
+use crate::dataplane::{self, AttachOutcome, DEFAULT_PIN_DIR, Maps, VipScope, XdpAttachMode};
 
 #[derive(Debug, Args)]
 pub struct DataplaneArgs {
@@ -153,24 +150,27 @@ pub fn run(args: &DataplaneArgs) -> anyhow::Result<ExitCode> {
             );
             for c in att.vlan_offload.iter().filter(|c| !c.turned_off.is_empty()) {
                 println!(
-                    "{} ({}): turned off {} so VLAN tags stay in the frame (ethtool -K {} ... on to undo)",
+                    "{} ({}): turned off {} so VLAN tags stay in the frame (detach turns it back on)",
                     c.iface,
                     c.netns.as_deref().unwrap_or("this namespace"),
                     c.turned_off.join(", "),
-                    c.iface,
                 );
             }
         }
         DataplaneCommand::Detach { iface, netns } => {
-            let netns_id = netns::inode(netns.as_deref())?;
-            let ifindex = netns::within(netns.as_deref(), || {
-                nix::net::if_::if_nametoindex(iface.as_str())
-            })?
-            .with_context(|| format!("interface `{iface}` does not exist"))?;
-            if dataplane::detach(pin_dir, netns_id, ifindex)? {
+            let done = dataplane::detach(pin_dir, iface, netns.as_deref())?;
+            if done.found {
                 println!("{iface}: gate and guard detached");
             } else {
                 println!("{iface}: nothing was attached");
+            }
+            for r in done.vlan_offload.iter().filter(|r| !r.turned_on.is_empty()) {
+                println!(
+                    "{} ({}): turned {} back on (attach had turned it off)",
+                    r.iface,
+                    r.netns.as_deref().unwrap_or("this namespace"),
+                    r.turned_on.join(", "),
+                );
             }
         }
         DataplaneCommand::Vip {

@@ -12,6 +12,7 @@ use std::{io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::{Array, Map, MapData},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
@@ -27,7 +28,7 @@ use super::{
     DataplaneError,
     maps::{Maps, PinLayout},
     object::OBJECT,
-    vlan_offload::{self, OffloadChange},
+    vlan_offload::{self, OffloadChange, OffloadRestore},
 };
 use crate::netns;
 
@@ -229,6 +230,10 @@ pub fn attach(
     let layout = PinLayout::new(pin_dir);
     let dir = layout.iface_dir(netns_id, ifindex);
     std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::io(&dir, e))?;
+    record_offload(
+        &layout.offload_record(netns_id, ifindex),
+        vlan_offload::record(&offload),
+    )?;
     let gate = attach_pinned(
         programs.gate()?,
         &layout.gate_link(netns_id, ifindex),
@@ -278,16 +283,35 @@ pub fn attach(
     })
 }
 
-/// Removes the gate and guard from interface `ifindex` of namespace `netns` by unpinning
-/// their links (the kernel detaches a link when its last reference goes), and frees its
-/// counter slot. Returns whether anything was attached.
-pub fn detach(pin_dir: &Path, netns: u32, ifindex: u32) -> Result<bool, DataplaneError> {
+/// What [`detach`] found and undid.
+#[derive(Debug, Default)]
+pub struct Detachment {
+    /// Whether the gate or the guard was attached.
+    pub found: bool,
+    /// The VLAN offloads the attach had turned off, turned back on.
+    pub vlan_offload: Vec<OffloadRestore>,
+}
+
+/// Removes the gate and guard from `iface` (in `ip netns` namespace `netns`, `None`: the
+/// caller's) by unpinning their links (the kernel detaches a link when its last reference
+/// goes), turns back on the VLAN offloads the attach turned off, and frees the counter slot.
+pub fn detach(
+    pin_dir: &Path,
+    iface: &str,
+    netns: Option<&str>,
+) -> Result<Detachment, DataplaneError> {
+    let netns_id = netns::inode(netns)?;
+    let ifindex = netns::within(netns, || nix::net::if_::if_nametoindex(iface))?.map_err(|_| {
+        DataplaneError::NoInterface {
+            iface: iface.to_owned(),
+        }
+    })?;
     let layout = PinLayout::new(pin_dir);
-    let mut found = false;
-    let dir = layout.iface_dir(netns, ifindex);
+    let mut done = Detachment::default();
+    let dir = layout.iface_dir(netns_id, ifindex);
     for path in [
-        layout.gate_link(netns, ifindex),
-        layout.guard_link(netns, ifindex),
+        layout.gate_link(netns_id, ifindex),
+        layout.guard_link(netns_id, ifindex),
     ] {
         if !path.exists() {
             continue;
@@ -297,15 +321,68 @@ pub fn detach(pin_dir: &Path, netns: u32, ifindex: u32) -> Result<bool, Dataplan
             source,
         })?;
         drop(link.unpin().map_err(|e| DataplaneError::io(&path, e))?);
-        found = true;
+        done.found = true;
+    }
+    // Only once the gate is gone: with the offloads back on, it would key tagged frames as
+    // untagged.
+    let record = layout.offload_record(netns_id, ifindex);
+    if record.exists() {
+        let bits = read_offload_record(&record)?;
+        done.vlan_offload = vlan_offload::restore(iface, ifindex, netns, bits)?;
+        std::fs::remove_file(&record).map_err(|e| DataplaneError::io(&record, e))?;
     }
     if dir.exists() {
         std::fs::remove_dir(&dir).map_err(|e| DataplaneError::io(&dir, e))?;
     }
     if let Ok(mut maps) = Maps::open(pin_dir) {
-        maps.release_attachment(IfaceKey { netns, ifindex })?;
+        maps.release_attachment(IfaceKey {
+            netns: netns_id,
+            ifindex,
+        })?;
     }
-    Ok(found)
+    Ok(done)
+}
+
+/// Adds `bits` ([`vlan_offload::record`]) to the offload record of an attachment, a
+/// one-value array pinned beside its links. Bits are only added: a second attach finds the
+/// features off already and turns nothing off, and the first one's record must survive it.
+fn record_offload(path: &Path, bits: u32) -> Result<(), DataplaneError> {
+    const WHAT: &str = "VLAN offload record";
+    let mut record = if path.exists() {
+        offload_record(path)?
+    } else {
+        let record = Array::<MapData, u32>::create(1, 0)
+            .map_err(|source| DataplaneError::map_write(WHAT, source))?;
+        record.pin(path).map_err(|source| DataplaneError::Pin {
+            path: path.to_owned(),
+            source,
+        })?;
+        offload_record(path)?
+    };
+    let old = record
+        .get(&0, 0)
+        .map_err(|source| DataplaneError::map_read(WHAT, source))?;
+    if old | bits != old {
+        record
+            .set(0, old | bits, 0)
+            .map_err(|source| DataplaneError::map_write(WHAT, source))?;
+    }
+    Ok(())
+}
+
+fn read_offload_record(path: &Path) -> Result<u32, DataplaneError> {
+    offload_record(path)?
+        .get(&0, 0)
+        .map_err(|source| DataplaneError::map_read("VLAN offload record", source))
+}
+
+fn offload_record(path: &Path) -> Result<Array<MapData, u32>, DataplaneError> {
+    let open = |source| DataplaneError::OpenMap {
+        path: path.to_owned(),
+        source,
+    };
+    let data = MapData::from_pin(path).map_err(open)?;
+    Array::try_from(Map::from_map_data(data).map_err(open)?).map_err(open)
 }
 
 fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataplaneError>

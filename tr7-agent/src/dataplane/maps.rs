@@ -679,4 +679,10 @@ impl PinLayout {
     pub fn guard_link(&self, netns: u32, ifindex: u32) -> PathBuf {
         self.iface_dir(netns, ifindex).join("guard")
     }
+
+    /// What the attach turned off of the interface's VLAN offloads (a one-value array), so
+    /// that detach turns exactly that back on.
+    pub fn offload_record(&self, netns: u32, ifindex: u32) -> PathBuf {
+        self.iface_dir(netns, ifindex).join("vlan_offload")
+    }
 }

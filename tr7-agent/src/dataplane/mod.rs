@@ -11,8 +11,8 @@ pub mod vlan_offload;
 use std::path::PathBuf;
 
 pub use attach::{
-    AttachOutcome, Attachment, Globals, Programs, XdpAttachMode, attach, create_maps, detach,
-    ensure_bpffs,
+    AttachOutcome, Attachment, Detachment, Globals, Programs, XdpAttachMode, attach, create_maps,
+    detach, ensure_bpffs,
 };
 pub use maps::{IfaceEntry, Maps, PinLayout, ReasonCounts, VipEntry, VipScope, key_addr, vip_key};
 

@@ -14,9 +14,9 @@
 //! feature bits found by name as `ethtool -K` does), and says what it changed. The
 //! alternative, the `bpf_xdp_metadata_rx_vlan_tag` kfunc, needs a device-bound program,
 //! which runs in native mode only and on the few drivers that implement it; see
-//! docs/dataplane.md. Features stay off after a detach: turning them back on would need a
-//! record of who turned them off, and leaving them off costs the kernel a few instructions
-//! per tagged frame.
+//! docs/dataplane.md. What an attach turned off is recorded with the attachment
+//! ([`record`]), and a detach turns exactly that back on ([`restore`]); features that were
+//! off before are left off.
 
 use std::{
     ffi::CString,
@@ -105,12 +105,111 @@ pub fn keep_tags_in_frames(
     Ok(changes)
 }
 
+/// What an attach turned off, as the bits a detach reads back: bit `i` for
+/// `RX_STRIP[i]` (on the interface), bit `8 + i` for `TX_INSERT[i]` (on its veth peer).
+pub fn record(changes: &[OffloadChange]) -> u32 {
+    let mut bits = 0;
+    for name in changes.iter().flat_map(|c| &c.turned_off) {
+        if let Some(i) = RX_STRIP.iter().position(|f| f == name) {
+            bits |= 1 << i;
+        }
+        if let Some(i) = TX_INSERT.iter().position(|f| f == name) {
+            bits |= 1 << (8 + i);
+        }
+    }
+    bits
+}
+
+/// What [`restore`] turned back on, on one interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OffloadRestore {
+    pub iface: String,
+    pub netns: Option<String>,
+    pub turned_on: Vec<String>,
+}
+
+/// Turns back on what an attach of `iface` turned off (`bits`, see [`record`]): the receive
+/// offloads on the interface, the transmit ones on its veth peer when it still has one.
+/// Logs each change; a peer that cannot be found is a warning, as at attach.
+pub fn restore(
+    iface: &str,
+    ifindex: u32,
+    netns: Option<&str>,
+    bits: u32,
+) -> Result<Vec<OffloadRestore>, DataplaneError> {
+    let pick = |names: &[&'static str], shift: u32| -> Vec<&'static str> {
+        (0..names.len())
+            .filter(|i| bits & (1 << (shift + *i as u32)) != 0)
+            .map(|i| names[i])
+            .collect()
+    };
+    let (rx, tx) = (pick(&RX_STRIP, 0), pick(&TX_INSERT, 8));
+    let mut out = Vec::new();
+    if !rx.is_empty() {
+        out.push(enable(iface, netns, &rx)?);
+    }
+    if !tx.is_empty() {
+        match veth_peer(ifindex, netns) {
+            Ok(Some(Peer::Found { name, netns: ns })) => {
+                out.push(enable(&name, ns.as_deref(), &tx)?);
+            }
+            Ok(_) | Err(_) => tracing::warn!(
+                iface,
+                features = ?tx,
+                "cannot reach the other end of veth {iface}: the transmit VLAN offload turned \
+                 off at attach stays off there"
+            ),
+        }
+    }
+    for r in out.iter().filter(|r| !r.turned_on.is_empty()) {
+        tracing::info!(
+            iface = %r.iface,
+            netns = r.netns.as_deref().unwrap_or("(own)"),
+            features = ?r.turned_on,
+            "turned VLAN offload back on (attach had turned it off)"
+        );
+    }
+    Ok(out)
+}
+
+/// Turns `features` back on on `iface` where they are off and changeable.
+fn enable(
+    iface: &str,
+    netns: Option<&str>,
+    features: &[&str],
+) -> Result<OffloadRestore, DataplaneError> {
+    let (turned_on, _) = switch(iface, netns, features, true)?;
+    Ok(OffloadRestore {
+        iface: iface.to_owned(),
+        netns: netns.map(str::to_owned),
+        turned_on,
+    })
+}
+
 /// Turns `features` off on `iface` where they are on and changeable.
 fn disable(
     iface: &str,
     netns: Option<&str>,
     features: &[&str],
 ) -> Result<OffloadChange, DataplaneError> {
+    let (turned_off, fixed_on) = switch(iface, netns, features, false)?;
+    Ok(OffloadChange {
+        iface: iface.to_owned(),
+        netns: netns.map(str::to_owned),
+        turned_off,
+        fixed_on,
+    })
+}
+
+/// Sets `features` of `iface` to `on` where they differ and the driver lets them change;
+/// confirms by reading them back. Returns the features changed, and those the driver keeps
+/// fixed the other way.
+fn switch(
+    iface: &str,
+    netns: Option<&str>,
+    features: &[&str],
+    on: bool,
+) -> Result<(Vec<String>, Vec<String>), DataplaneError> {
     let sock =
         netns::within(netns, ethtool_socket)?.map_err(|e| ethtool_err(iface, "socket", e))?;
     let eth = Ethtool { sock, iface };
@@ -125,40 +224,44 @@ fn disable(
         })
         .collect();
     let before = eth.features(names.len())?;
-    let mut change = OffloadChange {
-        iface: iface.to_owned(),
-        netns: netns.map(str::to_owned),
-        ..OffloadChange::default()
-    };
+    let (mut changed, mut fixed) = (Vec::new(), Vec::new());
     let mut set = vec![[0u32; 2]; before.len()];
     for (name, bit) in &bits {
         let (word, mask) = (bit / 32, 1u32 << (bit % 32));
-        if before[word].active & mask == 0 {
+        if (before[word].active & mask != 0) == on {
             continue;
         }
         if before[word].available & mask == 0 {
-            change.fixed_on.push(name.clone());
+            fixed.push(name.clone());
             continue;
         }
         set[word][0] |= mask; // valid: change this bit ...
-        change.turned_off.push(name.clone()); // ... to 0 (requested stays 0)
+        if on {
+            set[word][1] |= mask; // ... to 1 (requested)
+        }
+        changed.push(name.clone());
     }
-    if change.turned_off.is_empty() {
-        return Ok(change);
+    if changed.is_empty() {
+        return Ok((changed, fixed));
     }
     eth.set_features(&set)?;
     let after = eth.features(names.len())?;
     for (name, bit) in &bits {
         let (word, mask) = (bit / 32, 1u32 << (bit % 32));
-        if change.turned_off.contains(name) && after[word].active & mask != 0 {
+        if changed.contains(name) && (after[word].active & mask != 0) != on {
+            let state = if on {
+                "off after turning it on"
+            } else {
+                "on after turning it off"
+            };
             return Err(ethtool_err(
                 iface,
                 "ETHTOOL_SFEATURES",
-                io::Error::other(format!("{name} is still on after turning it off")),
+                io::Error::other(format!("{name} is still {state}")),
             ));
         }
     }
-    Ok(change)
+    Ok((changed, fixed))
 }
 
 fn ethtool_err(iface: &str, what: &'static str, source: io::Error) -> DataplaneError {
