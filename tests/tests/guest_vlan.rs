@@ -10,7 +10,10 @@
 
 use std::time::Duration;
 
-use tr7::dataplane::{Maps, VipScope, XdpAttachMode, attach, vlan_offload::OffloadChange};
+use tr7::dataplane::{
+    Maps, VipScope, XdpAttachMode, attach,
+    vlan_offload::{OffloadChange, Role},
+};
 use tr7_common::Reason;
 use tr7_tests::{
     bpf::PinDir,
@@ -434,6 +437,186 @@ fn bond(ns: &str, options: &[&str], members: &[&str]) {
         ip(&["-n", ns, "link", "set", m, "up"]);
     }
     ip(&["-n", ns, "link", "set", "bond0", "up"]);
+}
+
+/// Whether `ethtool -k` of `iface` in `ns` shows `feature` on.
+fn feature_on(lab: &Lab, ns: &str, iface: &str, feature: &str) -> bool {
+    let out = lab.exec(ns, &["ethtool", "-k", iface]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{feature}:")))
+        .unwrap_or_else(|| panic!("{iface} in {ns} has no {feature}:\n{text}"));
+    line.contains(": on")
+}
+
+/// The gate on a bond whose members are veths: attach turns VLAN offload off on the
+/// members (receive) and on their other ends (transmit), so tagged frames reach the gate
+/// with their tags and a VIP in VLAN 100 over the bond is gated by that VLAN's ownership;
+/// detach turns all of it back on.
+#[test]
+#[ignore = tr7_tests::guest_only!()]
+fn attaching_to_a_bond_keeps_the_members_tags_and_detach_restores_them() {
+    tr7_tests::require_guest();
+    let mut lab = Lab::new("bondvl");
+    let a = lab.netns("a");
+    let b = lab.netns("b");
+    lab.veth(&a, "a1", &b, "b1");
+    lab.veth(&a, "a2", &b, "b2");
+    bond(
+        &a,
+        &["mode", "active-backup", "miimon", "50", "primary", "a1"],
+        &["a1", "a2"],
+    );
+    ip(&[
+        "-n",
+        &a,
+        "link",
+        "add",
+        "link",
+        "bond0",
+        "name",
+        "bond0.100",
+        "type",
+        "vlan",
+        "id",
+        "100",
+    ]);
+    ip(&["-n", &a, "link", "set", "bond0.100", "up"]);
+    ip(&[
+        "-n",
+        &b,
+        "link",
+        "add",
+        "br0",
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+    ]);
+    for p in ["b1", "b2"] {
+        ip(&["-n", &b, "link", "set", p, "master", "br0"]);
+    }
+    ip(&["-n", &b, "link", "set", "br0", "up"]);
+    ip(&[
+        "-n", &b, "link", "add", "link", "br0", "name", "br0.100", "type", "vlan", "id", "100",
+    ]);
+    ip(&["-n", &b, "link", "set", "br0.100", "up"]);
+    lab.addr(&a, "bond0.100", "192.0.2.2/24");
+    lab.addr(&a, "bond0.100", &format!("{VIP4}/32"));
+    lab.addr(&b, "br0.100", "192.0.2.1/24");
+    for iface in ["a1", "a2"] {
+        assert!(
+            feature_on(&lab, &a, iface, "rx-vlan-offload"),
+            "{iface} starts with rx offload on"
+        );
+    }
+    for iface in ["b1", "b2"] {
+        assert!(
+            feature_on(&lab, &b, iface, "tx-vlan-offload"),
+            "{iface} starts with tx offload on"
+        );
+    }
+
+    let pins = PinDir::new("bondvl");
+    let att = attach(&pins.path, "bond0", Some(&a), SCOPE, XdpAttachMode::Auto).unwrap();
+    let turned: Vec<_> = att
+        .vlan_offload
+        .iter()
+        .filter(|c| !c.turned_off.is_empty())
+        .map(|c| (c.role, c.iface.as_str()))
+        .collect();
+    for want in [
+        (Role::Member, "a1"),
+        (Role::Member, "a2"),
+        (Role::MemberPeer, "b1"),
+        (Role::MemberPeer, "b2"),
+    ] {
+        assert!(
+            turned.contains(&want),
+            "{want:?} not turned off: {:?}",
+            att.vlan_offload
+        );
+    }
+    for iface in ["a1", "a2"] {
+        assert!(
+            !feature_on(&lab, &a, iface, "rx-vlan-offload"),
+            "{iface} after attach"
+        );
+    }
+    for iface in ["b1", "b2"] {
+        assert!(
+            !feature_on(&lab, &b, iface, "tx-vlan-offload"),
+            "{iface} after attach"
+        );
+    }
+
+    // Keyed by VLAN 100: not owned there, the gate drops the ARP request on ingress (the
+    // guard would also stop the reply, so the VIP's ingress counter is what tells); owned,
+    // the VIP answers. With the members' offload left on, the gate saw these frames
+    // untagged, found no VIP, and only the guard kept the VIP silent: checked once by
+    // taking the member step out.
+    let mut maps = Maps::open(&pins.path).unwrap();
+    let place = VipScope::vlan(SCOPE, 100);
+    let vip: std::net::IpAddr = VIP4.parse().unwrap();
+    let arping = || {
+        lab.exec(&b, &["arping", "-c", "1", "-w", "1", "-I", "br0.100", VIP4])
+            .status
+            .success()
+    };
+    assert!(
+        lab.ping_once(&b, "192.0.2.2"),
+        "no traffic over VLAN 100 on the bond"
+    );
+    maps.set_vip(place, vip, false).unwrap();
+    assert!(
+        !arping(),
+        "ARP for {VIP4} answered in VLAN 100, where it is not owned"
+    );
+    let entry = maps
+        .vips()
+        .unwrap()
+        .into_iter()
+        .find(|v| v.place == place && v.addr == vip)
+        .unwrap();
+    assert!(
+        entry.counters.rx_dropped_packets >= 1,
+        "the gate did not drop the ARP request for {VIP4} as VLAN 100's: {:?}",
+        entry.counters
+    );
+    maps.set_vip(place, vip, true).unwrap();
+    assert!(
+        arping(),
+        "ARP for {VIP4} unanswered in VLAN 100, where it is owned"
+    );
+
+    let done = tr7::dataplane::detach(&pins.path, "bond0", Some(&a)).unwrap();
+    assert!(done.found);
+    let restored: Vec<_> = done
+        .vlan_offload
+        .iter()
+        .filter(|r| !r.turned_on.is_empty())
+        .map(|r| r.iface.as_str())
+        .collect();
+    for iface in ["a1", "a2", "b1", "b2"] {
+        assert!(
+            restored.contains(&iface),
+            "{iface} not restored: {:?}",
+            done.vlan_offload
+        );
+    }
+    for iface in ["a1", "a2"] {
+        assert!(
+            feature_on(&lab, &a, iface, "rx-vlan-offload"),
+            "{iface} after detach"
+        );
+    }
+    for iface in ["b1", "b2"] {
+        assert!(
+            feature_on(&lab, &b, iface, "tx-vlan-offload"),
+            "{iface} after detach"
+        );
+    }
 }
 
 fn active_slave(text: &str) -> Option<&str> {

@@ -10,6 +10,9 @@
 //!   `tx-vlan-stag-hw-insert`): the sender's VLAN device leaves the tag in metadata and the
 //!   veth hands the skb across as it is.
 //!
+//! On a bond, frames arrive through its members, so both apply to each member (and to the
+//! other end of a member that is a veth).
+//!
 //! [`keep_tags_in_frames`] turns those off, through the ethtool ioctl (`ETHTOOL_SFEATURES`,
 //! feature bits found by name as `ethtool -K` does), and says what it changed. The
 //! alternative, the `bpf_xdp_metadata_rx_vlan_tag` kfunc, needs a device-bound program,
@@ -44,9 +47,24 @@ pub const RX_STRIP: [&str; 2] = ["rx-vlan-hw-parse", "rx-vlan-stag-hw-parse"];
 /// Transmit offloads that keep a sender's tag in metadata (across a veth).
 pub const TX_INSERT: [&str; 2] = ["tx-vlan-hw-insert", "tx-vlan-stag-hw-insert"];
 
+/// Which interface of an attachment an [`OffloadChange`] is about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// The attached interface (its receive offloads).
+    #[default]
+    Interface,
+    /// The other end of the attached veth (its transmit offloads).
+    Peer,
+    /// A member of the attached bond (its receive offloads).
+    Member,
+    /// The other end of a bond member that is a veth (its transmit offloads).
+    MemberPeer,
+}
+
 /// What [`keep_tags_in_frames`] did on one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OffloadChange {
+    pub role: Role,
     /// The interface, and its `ip netns` namespace (`None`: the caller's).
     pub iface: String,
     pub netns: Option<String>,
@@ -64,11 +82,27 @@ pub fn keep_tags_in_frames(
     ifindex: u32,
     netns: Option<&str>,
 ) -> Result<Vec<OffloadChange>, DataplaneError> {
-    let mut changes = vec![disable(iface, netns, &RX_STRIP)?];
+    let mut changes = vec![disable(Role::Interface, iface, netns, &RX_STRIP)?];
+    // A bond's frames arrive through its members first, tags stripped there.
+    match bond_members(ifindex, netns) {
+        Ok(members) => {
+            for (member, member_index) in members {
+                changes.push(disable(Role::Member, &member, netns, &RX_STRIP)?);
+                if let Ok(Some(Peer::Found { name, netns: ns })) = veth_peer(member_index, netns) {
+                    changes.push(disable(Role::MemberPeer, &name, ns.as_deref(), &TX_INSERT)?);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(
+            iface,
+            %error,
+            "cannot list the members of {iface}; if it is a bond, their receive VLAN offload stays as it is"
+        ),
+    }
     match veth_peer(ifindex, netns) {
         Ok(None) => {}
         Ok(Some(Peer::Found { name, netns: ns })) => {
-            changes.push(disable(&name, ns.as_deref(), &TX_INSERT)?);
+            changes.push(disable(Role::Peer, &name, ns.as_deref(), &TX_INSERT)?);
         }
         Ok(Some(Peer::Unreachable { ifindex, nsid })) => tracing::warn!(
             iface,
@@ -105,16 +139,23 @@ pub fn keep_tags_in_frames(
     Ok(changes)
 }
 
-/// What an attach turned off, as the bits a detach reads back: bit `i` for
-/// `RX_STRIP[i]` (on the interface), bit `8 + i` for `TX_INSERT[i]` (on its veth peer).
+/// What an attach turned off, as the bits a detach reads back: `RX_STRIP[i]` on the
+/// interface is bit `i`, `TX_INSERT[i]` on its veth peer `8 + i`; on a bond's members
+/// `16 + i`, on their veth peers `24 + i` (members count as one: what was turned off on any
+/// of them, all get back).
 pub fn record(changes: &[OffloadChange]) -> u32 {
     let mut bits = 0;
-    for name in changes.iter().flat_map(|c| &c.turned_off) {
-        if let Some(i) = RX_STRIP.iter().position(|f| f == name) {
-            bits |= 1 << i;
-        }
-        if let Some(i) = TX_INSERT.iter().position(|f| f == name) {
-            bits |= 1 << (8 + i);
+    for c in changes {
+        let (names, shift): (&[&str], u32) = match c.role {
+            Role::Interface => (&RX_STRIP, 0),
+            Role::Peer => (&TX_INSERT, 8),
+            Role::Member => (&RX_STRIP, 16),
+            Role::MemberPeer => (&TX_INSERT, 24),
+        };
+        for name in &c.turned_off {
+            if let Some(i) = names.iter().position(|f| f == name) {
+                bits |= 1 << (shift + i as u32);
+            }
         }
     }
     bits
@@ -144,9 +185,27 @@ pub fn restore(
             .collect()
     };
     let (rx, tx) = (pick(&RX_STRIP, 0), pick(&TX_INSERT, 8));
+    let (member_rx, member_tx) = (pick(&RX_STRIP, 16), pick(&TX_INSERT, 24));
     let mut out = Vec::new();
     if !rx.is_empty() {
         out.push(enable(iface, netns, &rx)?);
+    }
+    if !member_rx.is_empty() || !member_tx.is_empty() {
+        let members = bond_members(ifindex, netns).unwrap_or_else(|error| {
+            tracing::warn!(iface, %error, "cannot list the members of {iface}: their VLAN offload turned off at attach stays off");
+            Vec::new()
+        });
+        for (member, member_index) in members {
+            if !member_rx.is_empty() {
+                out.push(enable(&member, netns, &member_rx)?);
+            }
+            if member_tx.is_empty() {
+                continue;
+            }
+            if let Ok(Some(Peer::Found { name, netns: ns })) = veth_peer(member_index, netns) {
+                out.push(enable(&name, ns.as_deref(), &member_tx)?);
+            }
+        }
     }
     if !tx.is_empty() {
         match veth_peer(ifindex, netns) {
@@ -188,12 +247,14 @@ fn enable(
 
 /// Turns `features` off on `iface` where they are on and changeable.
 fn disable(
+    role: Role,
     iface: &str,
     netns: Option<&str>,
     features: &[&str],
 ) -> Result<OffloadChange, DataplaneError> {
     let (turned_off, fixed_on) = switch(iface, netns, features, false)?;
     Ok(OffloadChange {
+        role,
         iface: iface.to_owned(),
         netns: netns.map(str::to_owned),
         turned_off,
@@ -390,6 +451,52 @@ enum Peer {
         ifindex: u32,
         nsid: i32,
     },
+}
+
+/// The members of `ifindex` in `netns` (name and index) when it is a bond; empty otherwise.
+fn bond_members(ifindex: u32, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bond_members_async(ifindex, netns))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the bond member lookup panicked")))
+    })
+}
+
+async fn bond_members_async(ifindex: u32, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
+    let (conn, handle, _) =
+        netns::within(netns, rtnetlink::new_connection).map_err(io::Error::other)??;
+    tokio::spawn(conn);
+    let mut links = handle.link().get().execute();
+    let (mut is_bond, mut members) = (false, Vec::new());
+    while let Some(msg) = links.try_next().await.map_err(io::Error::other)? {
+        let index = msg.header.index;
+        let mut name = None;
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => name = Some(n.clone()),
+                LinkAttribute::Controller(c) if *c == ifindex => {
+                    members.push((String::new(), index));
+                }
+                LinkAttribute::LinkInfo(infos) if index == ifindex => {
+                    is_bond |= infos
+                        .iter()
+                        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bond)));
+                }
+                _ => {}
+            }
+        }
+        if let (Some(name), Some(last)) = (name, members.last_mut())
+            && last.1 == index
+        {
+            last.0 = name;
+        }
+    }
+    Ok(if is_bond { members } else { Vec::new() })
 }
 
 /// Whether `ifindex` in `netns` is a veth.
