@@ -9,6 +9,18 @@ use std::{
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `ip ARGS`, panicking with its stderr when it fails.
+/// Creates `PARENT.ID`, a VLAN device with id `id` on `parent` in namespace `ns`, and sets
+/// it up; returns its name.
+pub fn vlan_link(ns: &str, parent: &str, id: u16) -> String {
+    let name = format!("{parent}.{id}");
+    let id = id.to_string();
+    ip(&[
+        "-n", ns, "link", "add", "link", parent, "name", &name, "type", "vlan", "id", &id,
+    ]);
+    ip(&["-n", ns, "link", "set", &name, "up"]);
+    name
+}
+
 pub fn ip(args: &[&str]) -> Output {
     let out = Command::new("ip")
         .args(args)

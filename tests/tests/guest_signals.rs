@@ -37,21 +37,7 @@ fn bond_named(ns: &str, name: &str, options: &[&str], members: &[&str]) {
 }
 
 fn vlan(ns: &str) {
-    ip(&[
-        "-n",
-        ns,
-        "link",
-        "add",
-        "link",
-        "bond0",
-        "name",
-        "bond0.100",
-        "type",
-        "vlan",
-        "id",
-        "100",
-    ]);
-    ip(&["-n", ns, "link", "set", "bond0.100", "up"]);
+    tr7_tests::lab::vlan_link(ns, "bond0", 100);
 }
 
 /// Watches `names` in `ns` and evaluates `root` through `tree` on every snapshot.

@@ -17,7 +17,7 @@ use tr7::dataplane::{
 use tr7_common::Reason;
 use tr7_tests::{
     bpf::PinDir,
-    lab::{Lab, ip},
+    lab::{Lab, ip, vlan_link},
 };
 
 const SCOPE: u32 = 3;
@@ -468,40 +468,9 @@ fn attaching_to_a_bond_keeps_the_members_tags_and_detach_restores_them() {
         &["mode", "active-backup", "miimon", "50", "primary", "a1"],
         &["a1", "a2"],
     );
-    ip(&[
-        "-n",
-        &a,
-        "link",
-        "add",
-        "link",
-        "bond0",
-        "name",
-        "bond0.100",
-        "type",
-        "vlan",
-        "id",
-        "100",
-    ]);
-    ip(&["-n", &a, "link", "set", "bond0.100", "up"]);
-    ip(&[
-        "-n",
-        &b,
-        "link",
-        "add",
-        "br0",
-        "type",
-        "bridge",
-        "stp_state",
-        "0",
-    ]);
-    for p in ["b1", "b2"] {
-        ip(&["-n", &b, "link", "set", p, "master", "br0"]);
-    }
-    ip(&["-n", &b, "link", "set", "br0", "up"]);
-    ip(&[
-        "-n", &b, "link", "add", "link", "br0", "name", "br0.100", "type", "vlan", "id", "100",
-    ]);
-    ip(&["-n", &b, "link", "set", "br0.100", "up"]);
+    vlan_link(&a, "bond0", 100);
+    switch(&b, &["b1", "b2"]);
+    vlan_link(&b, "br0", 100);
     lab.addr(&a, "bond0.100", "192.0.2.2/24");
     lab.addr(&a, "bond0.100", &format!("{VIP4}/32"));
     lab.addr(&b, "br0.100", "192.0.2.1/24");
@@ -619,6 +588,25 @@ fn attaching_to_a_bond_keeps_the_members_tags_and_detach_restores_them() {
     }
 }
 
+/// A switch in `ns`: bridge `br0` (no STP) over `ports`, up.
+fn switch(ns: &str, ports: &[&str]) {
+    ip(&[
+        "-n",
+        ns,
+        "link",
+        "add",
+        "br0",
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+    ]);
+    for p in ports {
+        ip(&["-n", ns, "link", "set", p, "master", "br0"]);
+    }
+    ip(&["-n", ns, "link", "set", "br0", "up"]);
+}
+
 fn active_slave(text: &str) -> Option<&str> {
     text.lines()
         .find_map(|l| l.strip_prefix("Currently Active Slave:"))
@@ -640,21 +628,7 @@ fn bond_active_backup_fails_over_to_the_backup_member() {
         &["a1", "a2"],
     );
     // The other end is a switch: a bridge over both ports.
-    ip(&[
-        "-n",
-        &b,
-        "link",
-        "add",
-        "br0",
-        "type",
-        "bridge",
-        "stp_state",
-        "0",
-    ]);
-    for p in ["b1", "b2"] {
-        ip(&["-n", &b, "link", "set", p, "master", "br0"]);
-    }
-    ip(&["-n", &b, "link", "set", "br0", "up"]);
+    switch(&b, &["b1", "b2"]);
     lab.addr(&a, "bond0", "192.0.2.1/24");
     lab.addr(&b, "br0", "192.0.2.2/24");
     let ping = || {
