@@ -490,6 +490,8 @@ mod tests {
         }
     }
 
+    /// Map keys only (nothing is configured or sent): a directory's worth of consecutive
+    /// IPv4 addresses does not fit the documentation ranges.
     fn v4(n: u32) -> [u8; 16] {
         let mut a = [0; 16];
         a[..4].copy_from_slice(&0xc000_0000u32.wrapping_add(n).to_be_bytes());
