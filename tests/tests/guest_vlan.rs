@@ -458,18 +458,8 @@ fn feature_on(lab: &Lab, ns: &str, iface: &str, feature: &str) -> bool {
 #[ignore = tr7_tests::guest_only!()]
 fn attaching_to_a_bond_keeps_the_members_tags_and_detach_restores_them() {
     tr7_tests::require_guest();
-    let mut lab = Lab::new("bondvl");
-    let a = lab.netns("a");
-    let b = lab.netns("b");
-    lab.veth(&a, "a1", &b, "b1");
-    lab.veth(&a, "a2", &b, "b2");
-    bond(
-        &a,
-        &["mode", "active-backup", "miimon", "50", "primary", "a1"],
-        &["a1", "a2"],
-    );
+    let (lab, a, b) = bond_lab("bondvl");
     vlan_link(&a, "bond0", 100);
-    switch(&b, &["b1", "b2"]);
     vlan_link(&b, "br0", 100);
     lab.addr(&a, "bond0.100", "192.0.2.2/24");
     lab.addr(&a, "bond0.100", &format!("{VIP4}/32"));
@@ -588,6 +578,23 @@ fn attaching_to_a_bond_keeps_the_members_tags_and_detach_restores_them() {
     }
 }
 
+/// Node `a` with `bond0`, active-backup over `a1` (primary) and `a2`, cabled to a switch in
+/// `b` (`b1`, `b2` in bridge `br0`). Returns the lab and the two namespaces.
+fn bond_lab(tag: &str) -> (Lab, String, String) {
+    let mut lab = Lab::new(tag);
+    let a = lab.netns("a");
+    let b = lab.netns("b");
+    lab.veth(&a, "a1", &b, "b1");
+    lab.veth(&a, "a2", &b, "b2");
+    bond(
+        &a,
+        &["mode", "active-backup", "miimon", "50", "primary", "a1"],
+        &["a1", "a2"],
+    );
+    switch(&b, &["b1", "b2"]);
+    (lab, a, b)
+}
+
 /// A switch in `ns`: bridge `br0` (no STP) over `ports`, up.
 fn switch(ns: &str, ports: &[&str]) {
     ip(&[
@@ -617,18 +624,7 @@ fn active_slave(text: &str) -> Option<&str> {
 #[ignore = tr7_tests::guest_only!()]
 fn bond_active_backup_fails_over_to_the_backup_member() {
     tr7_tests::require_guest();
-    let mut lab = Lab::new("ab");
-    let a = lab.netns("a");
-    let b = lab.netns("b");
-    lab.veth(&a, "a1", &b, "b1");
-    lab.veth(&a, "a2", &b, "b2");
-    bond(
-        &a,
-        &["mode", "active-backup", "miimon", "50", "primary", "a1"],
-        &["a1", "a2"],
-    );
-    // The other end is a switch: a bridge over both ports.
-    switch(&b, &["b1", "b2"]);
+    let (lab, a, b) = bond_lab("ab");
     lab.addr(&a, "bond0", "192.0.2.1/24");
     lab.addr(&b, "br0", "192.0.2.2/24");
     let ping = || {
