@@ -170,8 +170,9 @@ pub struct OffloadRestore {
 }
 
 /// Turns back on what an attach of `iface` turned off (`bits`, see [`record`]): the receive
-/// offloads on the interface, the transmit ones on its veth peer when it still has one.
-/// Logs each change; a peer that cannot be found is a warning, as at attach.
+/// offloads on the interface and on a bond's present members, the transmit ones on the veth
+/// peers of the interface and of those members, where they can still be found. Logs each
+/// change; a peer that cannot be found is a warning, as at attach.
 pub fn restore(
     iface: &str,
     ifindex: u32,
@@ -453,18 +454,10 @@ enum Peer {
     },
 }
 
-/// The members of `ifindex` in `netns` (name and index) when it is a bond; empty otherwise.
+/// The members of `ifindex` in `netns` (name and index) when it is a bond; empty otherwise,
+/// asked over route netlink like [`veth_peer`].
 fn bond_members(ifindex: u32, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(bond_members_async(ifindex, netns))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the bond member lookup panicked")))
-    })
+    on_own_thread(|| bond_members_async(ifindex, netns))
 }
 
 async fn bond_members_async(ifindex: u32, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
@@ -475,13 +468,11 @@ async fn bond_members_async(ifindex: u32, netns: Option<&str>) -> io::Result<Vec
     let (mut is_bond, mut members) = (false, Vec::new());
     while let Some(msg) = links.try_next().await.map_err(io::Error::other)? {
         let index = msg.header.index;
-        let mut name = None;
+        let (mut name, mut member) = (None, false);
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => name = Some(n.clone()),
-                LinkAttribute::Controller(c) if *c == ifindex => {
-                    members.push((String::new(), index));
-                }
+                LinkAttribute::Controller(c) => member |= *c == ifindex,
                 LinkAttribute::LinkInfo(infos) if index == ifindex => {
                     is_bond |= infos
                         .iter()
@@ -490,10 +481,8 @@ async fn bond_members_async(ifindex: u32, netns: Option<&str>) -> io::Result<Vec
                 _ => {}
             }
         }
-        if let (Some(name), Some(last)) = (name, members.last_mut())
-            && last.1 == index
-        {
-            last.0 = name;
+        if let (true, Some(name)) = (member, name) {
+            members.push((name, index));
         }
     }
     Ok(if is_bond { members } else { Vec::new() })
@@ -509,15 +498,23 @@ pub fn is_veth(ifindex: u32, netns: Option<&str>) -> io::Result<bool> {
 fn veth_peer(ifindex: u32, netns: Option<&str>) -> io::Result<Option<Peer>> {
     // The caller's own namespace, a candidate for the peer; opened on the caller's thread.
     let own = File::open("/proc/thread-self/ns/net")?;
+    on_own_thread(|| veth_peer_async(ifindex, netns, &own))
+}
+
+/// Runs the future `start` makes on a thread of its own, with its own runtime, so callers
+/// inside a tokio runtime are fine too.
+fn on_own_thread<T: Send, F: Future<Output = io::Result<T>>>(
+    start: impl FnOnce() -> F + Send,
+) -> io::Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(veth_peer_async(ifindex, netns, &own))
+            rt.block_on(start())
         })
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the veth peer lookup panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("a netlink lookup panicked")))
     })
 }
 
