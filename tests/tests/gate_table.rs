@@ -321,6 +321,42 @@ fn pins_of_replaced_maps_are_removed() {
 }
 
 #[test]
+fn a_pin_of_another_layout_is_refused_and_nothing_changes() {
+    // A map pinned under one of this build's names with other sizes (another build's): the
+    // load refuses it by name and sizes, before creating, removing or loading anything.
+    use aya::maps::{Array, MapData};
+    let pins = tr7_tests::bpf::PinDir::new("layout");
+    std::fs::create_dir_all(&pins.path).unwrap();
+    let vmacs = Array::<MapData, [u64; 4]>::create(4, 0).unwrap();
+    vmacs.pin(pins.path.join(tr7_common::map::VMACS)).unwrap();
+    let retired = Array::<MapData, [u64; 2]>::create(1, 0).unwrap();
+    retired.pin(pins.path.join("TR7_FENCE")).unwrap();
+
+    let Err(err) = tr7::dataplane::create_maps(&pins.path) else {
+        panic!("a TR7_VMACS pin with 32-byte values was adopted");
+    };
+    let text = err.to_string();
+    for part in [
+        tr7_common::map::VMACS,
+        "value 32 B, 4 entries",
+        "value 8 B",
+        "rm ",
+    ] {
+        assert!(text.contains(part), "no `{part}` in: {text}");
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&pins.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["TR7_FENCE", tr7_common::map::VMACS],
+        "the refused load changed the pins"
+    );
+}
+
+#[test]
 fn ns_behind_extension_headers_is_found() {
     // A neighbour solicitation behind hop-by-hop and destination-options headers is still
     // suppressed for a VIP owned elsewhere.

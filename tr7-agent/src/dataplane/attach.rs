@@ -12,7 +12,7 @@ use std::{io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, Map, MapData},
+    maps::{Array, Map, MapData, MapInfo},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
@@ -116,11 +116,55 @@ fn loader(pin_dir: &Path) -> Result<EbpfLoader<'_>, DataplaneError> {
         return Err(DataplaneError::NoObject);
     }
     ensure_bpffs()?;
+    check_pins(pin_dir)?;
     std::fs::create_dir_all(pin_dir).map_err(|e| DataplaneError::io(pin_dir, e))?;
     retire_pins(pin_dir)?;
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(pin_dir);
     Ok(loader)
+}
+
+/// Refuses, before anything is created or loaded, a pinned map whose type or sizes differ
+/// from this build's map of that name. aya opens whatever is pinned under a name, so such a
+/// map would otherwise reach the verifier (an obscure refusal) or the programs. (A map whose
+/// meaning changes while its shape stays gets a new name: `tr7_common::map::RETIRED`.)
+fn check_pins(pin_dir: &Path) -> Result<(), DataplaneError> {
+    let object = aya_obj::Object::parse(OBJECT).map_err(|e| DataplaneError::Object(Box::new(e)))?;
+    for (name, def) in &object.maps {
+        let path = pin_dir.join(name);
+        if def.pinning() != aya_obj::maps::PinningType::ByName || !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| DataplaneError::OpenMap {
+            path: path.clone(),
+            source,
+        })?;
+        let have_type = info.map_type().map_or(u32::MAX, |t| t as u32);
+        let shape = |ty: u32, key: u32, value: u32, entries: u32| {
+            format!("map type {ty}, key {key} B, value {value} B, {entries} entries")
+        };
+        let want = shape(
+            def.map_type(),
+            def.key_size(),
+            def.value_size(),
+            def.max_entries(),
+        );
+        let have = shape(
+            have_type,
+            info.key_size(),
+            info.value_size(),
+            info.max_entries(),
+        );
+        if have != want {
+            return Err(DataplaneError::PinLayout {
+                path,
+                name: name.clone(),
+                have,
+                want,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Removes the pins of maps an earlier build made under names this one no longer uses

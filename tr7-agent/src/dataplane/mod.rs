@@ -29,6 +29,19 @@ pub enum DataplaneError {
     NoObject,
     #[error("cannot load the eBPF object")]
     Load(#[source] Box<aya::EbpfError>),
+    #[error("cannot read the eBPF object embedded in this binary")]
+    Object(#[source] Box<aya_obj::ParseError>),
+    #[error(
+        "{path} is a map another TR7 build made ({have}), not this build's {name} ({want}): \
+         stop the agent that uses it (SIGTERM), detach its interfaces with that build \
+         (`tr7 dataplane detach`), then remove the pin (`rm {path}`)"
+    )]
+    PinLayout {
+        path: PathBuf,
+        name: String,
+        have: String,
+        want: String,
+    },
     #[error("program `{name}`")]
     Program {
         name: &'static str,
