@@ -371,7 +371,7 @@ pub fn detach(
     // untagged.
     let record = layout.offload_record(netns_id, ifindex);
     if record.exists() {
-        let bits = read_offload_record(&record)?;
+        let bits = offload_bits(&offload_record(&record)?)?;
         done.vlan_offload = vlan_offload::restore(iface, ifindex, netns, bits)?;
         std::fs::remove_file(&record).map_err(|e| DataplaneError::io(&record, e))?;
     }
@@ -391,33 +391,30 @@ pub fn detach(
 /// one-value array pinned beside its links. Bits are only added: a second attach finds the
 /// features off already and turns nothing off, and the first one's record must survive it.
 fn record_offload(path: &Path, bits: u32) -> Result<(), DataplaneError> {
-    const WHAT: &str = "VLAN offload record";
-    let mut record = if path.exists() {
-        offload_record(path)?
-    } else {
+    if !path.exists() {
         let record = Array::<MapData, u32>::create(1, 0)
-            .map_err(|source| DataplaneError::map_write(WHAT, source))?;
+            .map_err(|source| DataplaneError::map_write(OFFLOAD_RECORD, source))?;
         record.pin(path).map_err(|source| DataplaneError::Pin {
             path: path.to_owned(),
             source,
         })?;
-        offload_record(path)?
-    };
-    let old = record
-        .get(&0, 0)
-        .map_err(|source| DataplaneError::map_read(WHAT, source))?;
+    }
+    let mut record = offload_record(path)?;
+    let old = offload_bits(&record)?;
     if old | bits != old {
         record
             .set(0, old | bits, 0)
-            .map_err(|source| DataplaneError::map_write(WHAT, source))?;
+            .map_err(|source| DataplaneError::map_write(OFFLOAD_RECORD, source))?;
     }
     Ok(())
 }
 
-fn read_offload_record(path: &Path) -> Result<u32, DataplaneError> {
-    offload_record(path)?
+const OFFLOAD_RECORD: &str = "VLAN offload record";
+
+fn offload_bits(record: &Array<MapData, u32>) -> Result<u32, DataplaneError> {
+    record
         .get(&0, 0)
-        .map_err(|source| DataplaneError::map_read("VLAN offload record", source))
+        .map_err(|source| DataplaneError::map_read(OFFLOAD_RECORD, source))
 }
 
 fn offload_record(path: &Path) -> Result<Array<MapData, u32>, DataplaneError> {
