@@ -38,6 +38,9 @@ use crate::{
 /// destination, see [`vmac`]).
 #[xdp]
 pub fn tr7_gate(ctx: XdpContext) -> u32 {
+    if cfg!(feature = "floor-return") {
+        return xdp_action::XDP_PASS;
+    }
     let pkt = Direct::new(ctx.data(), ctx.data_end());
     let reason = match vmac::ingress(&pkt) {
         Ok(()) => decide_ingress(&pkt),
@@ -95,6 +98,11 @@ fn decide_ingress(pkt: &impl Bytes) -> Reason {
 /// The ingress verdict for a frame that claims `key`.
 #[inline(always)]
 fn judge(key: &VipKey, claim: Claim, bytes: u64) -> Reason {
+    if cfg!(feature = "floor-no-lookup") {
+        // Keeps the key and its hash, which the compiler would otherwise drop unused.
+        core::hint::black_box(tr7_common::vip_home(key));
+        return Reason::PassedOwned;
+    }
     let Some(state) = vip(key) else {
         return Reason::PassedNotVip;
     };

@@ -122,6 +122,9 @@ pub fn owned(state: &VipState) -> Result<(), Reason> {
 
 #[inline(always)]
 pub fn count_iface(reason: Reason) {
+    if cfg!(feature = "floor-no-counters") {
+        return;
+    }
     let Some(counters) = TR7_IFACE_STATS.get_ptr_mut(TR7_SLOT.load()) else {
         return;
     };
@@ -139,6 +142,9 @@ pub enum VipTraffic {
 
 #[inline(always)]
 pub fn count_vip(state: &VipState, kind: VipTraffic, bytes: u64) {
+    if cfg!(feature = "floor-no-counters") {
+        return;
+    }
     let Some(c) = TR7_VIP_STATS.get_ptr_mut(state.index) else {
         return;
     };

@@ -26,6 +26,8 @@ struct Opts {
     rounds: usize,
     /// An older `tr7-dataplane` object whose gate is measured beside this build's.
     against: Option<std::path::PathBuf>,
+    /// dataplane-floor: cut-down gates (`NAME=OBJECT`), measured beside this build's.
+    variants: Vec<(String, std::path::PathBuf)>,
     failover: failover::Opts,
 }
 
@@ -34,6 +36,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         repeat: 1_000_000,
         rounds: 5,
         against: None,
+        variants: Vec::new(),
         failover: failover::Opts::default(),
     };
     let mut rounds = None;
@@ -44,6 +47,16 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 .next()
                 .ok_or("--against needs the path of a tr7-dataplane object")?;
             opts.against = Some(path.into());
+            continue;
+        }
+        if a == "--variant" {
+            let v = it
+                .next()
+                .ok_or("--variant needs NAME=OBJECT, e.g. no-counters=floor-no-counters.o")?;
+            let (name, path) = v
+                .split_once('=')
+                .ok_or_else(|| format!("--variant `{v}`: expected NAME=OBJECT"))?;
+            opts.variants.push((name.to_string(), path.into()));
             continue;
         }
         let mut value = |name: &str| {
@@ -105,7 +118,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             other => {
                 return Err(format!(
                     "unknown option `{other}` (known: --repeat N, --rounds N, --against OBJECT, \
-                     and for failover --intervals MS,MS,.., --faults kill9,sigterm,carrier-slow,.. and \
+                     --variant NAME=OBJECT, and for failover --intervals MS,MS,.., --faults kill9,sigterm,carrier-slow,.. and \
                      --impls tr7,keepalived)"
                 ));
             }
@@ -125,7 +138,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((what, rest)) = args.split_first() else {
         eprintln!(
-            "usage: tr7-bench dataplane|config|reconcile|reconcile-vlan|failover [--repeat N] [--rounds N] \
+            "usage: tr7-bench dataplane|dataplane-floor|config|reconcile|reconcile-vlan|failover [--repeat N] [--rounds N] \
              [--intervals MS,..] [--faults kill9,sigterm,carrier-slow,carrier-slow-busy,carrier-fast,gateway] \
              [--impls tr7,keepalived]"
         );
@@ -140,6 +153,7 @@ fn main() -> ExitCode {
     };
     match what.as_str() {
         "dataplane" => dataplane(&opts),
+        "dataplane-floor" => dataplane_floor(&opts),
         "config" => config(&opts),
         "reconcile" => reconcile(&opts),
         "reconcile-vlan" => reconcile_vlan(&opts),
@@ -160,7 +174,7 @@ fn main() -> ExitCode {
         }
         other => {
             eprintln!(
-                "tr7-bench: unknown benchmark `{other}` (known: dataplane, config, reconcile, \
+                "tr7-bench: unknown benchmark `{other}` (known: dataplane, dataplane-floor, config, reconcile, \
                  reconcile-vlan, failover)"
             );
             return ExitCode::FAILURE;
@@ -210,16 +224,37 @@ fn median(mut v: Vec<u64>) -> u64 {
     v[v.len() / 2]
 }
 
-fn dataplane(opts: &Opts) {
+/// The empty XDP program every gate is measured beside.
+fn load_baseline() -> Ebpf {
     let mut baseline = Ebpf::load(BASELINE).expect("load the baseline object (built by build.rs)");
-    let empty: &mut Xdp = baseline
-        .program_mut("tr7_baseline")
+    baseline_program(&mut baseline)
+        .load()
+        .expect("verify the baseline program");
+    baseline
+}
+
+fn baseline_program(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut("tr7_baseline")
         .expect("tr7_baseline program")
         .try_into()
-        .expect("an XDP program");
-    empty.load().expect("verify the baseline program");
+        .expect("an XDP program")
+}
 
-    let frames: Vec<(&str, Vec<u8>)> = vec![
+/// A table of `n` VIPs with the fence armed as the agent arms it (a running agent always
+/// has a fence), far from firing.
+fn bench_dataplane(n: usize) -> TestDataplane {
+    let mut t = TestDataplane::load("bench");
+    fill(&mut t, n);
+    t.maps
+        .heartbeat(tr7::agent::heartbeat::monotonic_ns(), 3_600_000_000_000)
+        .expect("arm the fence");
+    t
+}
+
+/// The measured frames, each addressed to the owned VIP the bench fills in first (the
+/// gate's longest path).
+fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
         (
             "IPv4 UDP",
             Frame::eth()
@@ -252,7 +287,14 @@ fn dataplane(opts: &Opts) {
                 .bytes()
                 .to_vec(),
         ),
-    ];
+    ]
+}
+
+fn dataplane(opts: &Opts) {
+    let mut baseline = load_baseline();
+    let empty = baseline_program(&mut baseline);
+
+    let frames = frames();
     println!(
         "gate (fence armed) vs empty XDP program, BPF_PROG_TEST_RUN, repeat {} x {} interleaved rounds (median)",
         opts.repeat, opts.rounds
@@ -273,14 +315,10 @@ fn dataplane(opts: &Opts) {
     }
     let mut worst_at_max = 0.0f64;
     for n in [1usize, 1_000, 100_000] {
-        let mut t = TestDataplane::load("bench");
-        fill(&mut t, n);
-        // Armed as the agent arms it (a running agent always has a fence), far from firing:
-        // the gate then reads the clock on every frame, as in production.
-        t.maps
-            .heartbeat(tr7::agent::heartbeat::monotonic_ns(), 3_600_000_000_000)
-            .expect("arm the fence");
-        let mut old = old_object.as_deref().map(|o| load_old_gate(&t, o));
+        let mut t = bench_dataplane(n);
+        let mut old = old_object
+            .as_deref()
+            .map(|o| load_gate_of(&t, o, "--against"));
         for (name, bytes) in &frames {
             let mut gate_ns = Vec::new();
             let mut empty_ns = Vec::new();
@@ -291,7 +329,7 @@ fn dataplane(opts: &Opts) {
                 gate_ns.push(ns);
                 empty_ns.push(run_timed(empty, bytes, opts.repeat).1);
                 if let Some(old) = old.as_mut() {
-                    old_ns.push(run_timed(old_gate(old), bytes, opts.repeat).1);
+                    old_ns.push(run_timed(gate_of(old), bytes, opts.repeat).1);
                 }
             }
             let (g, e) = (median(gate_ns), median(empty_ns));
@@ -314,26 +352,86 @@ fn dataplane(opts: &Opts) {
     println!("worst ratio at 100,000 VIPs: {worst_at_max:.2}x (target: at most 1.50x)");
 }
 
-/// Loads the gate of an older object against the maps of `t` (same pins, scope and slot),
-/// for `--against`.
-fn load_old_gate(t: &TestDataplane, object: &[u8]) -> Ebpf {
+/// Loads the gate of another object (`what`: the option that named it) against the maps of
+/// `t` (same pins, scope and slot), for `--against` and `--variant`.
+fn load_gate_of(t: &TestDataplane, object: &[u8], what: &str) -> Ebpf {
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&t.pins.path)
         .override_global(tr7_common::global::SCOPE, &TEST_SCOPE, true)
         .override_global(tr7_common::global::SLOT, &TEST_SLOT, true)
         .load(object)
-        .expect("load the --against object (it must use this build's maps)");
-    old_gate(&mut ebpf)
+        .unwrap_or_else(|e| panic!("load the {what} object (it must use this build's maps): {e}"));
+    gate_of(&mut ebpf)
         .load()
-        .expect("verify the --against gate");
+        .unwrap_or_else(|e| panic!("verify the {what} gate: {e}"));
     ebpf
 }
 
-fn old_gate(ebpf: &mut Ebpf) -> &mut Xdp {
+fn gate_of(ebpf: &mut Ebpf) -> &mut Xdp {
     ebpf.program_mut(tr7_common::program::GATE)
-        .expect("the --against object has no gate")
+        .expect("the object has no gate")
         .try_into()
-        .expect("the --against gate is an XDP program")
+        .expect("the gate is an XDP program")
+}
+
+/// What the parts of the gate cost: this build's gate and cut-down builds of it (`--variant
+/// NAME=OBJECT`, built by `cargo xtask bench dataplane-floor` from tr7-ebpf's `floor-*`
+/// features), each beside the empty program in the same interleaved rounds, at 100,000 VIPs.
+fn dataplane_floor(opts: &Opts) {
+    let mut baseline = load_baseline();
+    let empty = baseline_program(&mut baseline);
+    let mut t = bench_dataplane(100_000);
+    let mut variants: Vec<(String, Ebpf)> = opts
+        .variants
+        .iter()
+        .map(|(name, path)| {
+            let object = std::fs::read(path)
+                .unwrap_or_else(|e| panic!("--variant {name}={}: {e}", path.display()));
+            (
+                name.clone(),
+                load_gate_of(&t, &object, &format!("--variant {name}")),
+            )
+        })
+        .collect();
+    println!(
+        "the gate and cut-down builds of it, 100,000 VIPs, fence armed: ns per frame and ratio \
+         to the empty XDP program, BPF_PROG_TEST_RUN, repeat {} x {} interleaved rounds (median)",
+        opts.repeat, opts.rounds
+    );
+    print!("{:<18} {:>10}", "frame", "empty ns");
+    for (name, _) in &variants {
+        print!(" {name:>20}");
+    }
+    println!(" {:>20}", "gate");
+    for (frame, bytes) in frames() {
+        let mut empty_ns = Vec::new();
+        let mut gate_ns = Vec::new();
+        let mut variant_ns = vec![Vec::new(); variants.len()];
+        // Each round starts with the next program in turn, so no program always runs first
+        // or right after the same one.
+        let programs = variants.len() + 2;
+        for round in 0..opts.rounds {
+            for k in 0..programs {
+                match (round + k) % programs {
+                    0 => empty_ns.push(run_timed(empty, &bytes, opts.repeat).1),
+                    1 => {
+                        let (v, ns) = run_timed(t.programs.gate().unwrap(), &bytes, opts.repeat);
+                        assert_eq!(v, 2, "{frame}: the gate must pass an owned VIP's frame");
+                        gate_ns.push(ns);
+                    }
+                    i => variant_ns[i - 2]
+                        .push(run_timed(gate_of(&mut variants[i - 2].1), &bytes, opts.repeat).1),
+                }
+            }
+        }
+        let e = median(empty_ns).max(1);
+        let cell = |ns: u64| format!("{ns} ns {:.2}x", ns as f64 / e as f64);
+        print!("{frame:<18} {e:>10}");
+        for ns in variant_ns {
+            print!(" {:>20}", cell(median(ns)));
+        }
+        println!(" {:>20}", cell(median(gate_ns)));
+    }
 }
 
 /// Validating the 4,000-VLAN trunk file beside only reading it (YAML and typed reading,
