@@ -363,3 +363,76 @@ fn reload_to_the_interface_mac_removes_the_virtual_mac() {
         "after the reload the client learns node-a's interface MAC"
     );
 }
+
+// Proves a router follows a change of its interface's MAC (what a bond with `fail_over_mac`
+// does on failover, or `ip link set address`): node-a's rows take the new MAC with their
+// ownership unchanged, and the client, which still knows the master VIPs by the virtual
+// MAC, keeps reaching them on node-a. With rows left on the old MAC, the gate would hand
+// the stack frames for a MAC the interface no longer has, and the stack drops those.
+#[test]
+fn a_changed_interface_mac_is_followed() {
+    let s = setup("vmf");
+    s.wait_for_election();
+    let (lab, node_a, node_b) = (&s.seg.lab, s.seg.node_a.as_str(), s.seg.node_b.as_str());
+    for vip in MASTER_VIPS {
+        assert!(
+            s.seg.client_ping(vip),
+            "client cannot ping {vip} before the change"
+        );
+    }
+    let new = [0x02, 0, 0x5e, 0x10, 0, 0x0a];
+    assert_ne!(lab.mac(node_a, "eth0"), text(new));
+    let out = lab.exec(
+        node_a,
+        &["ip", "link", "set", "dev", "eth0", "address", &text(new)],
+    );
+    assert!(
+        out.status.success(),
+        "ip link set address: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // node-b still has node-a's old MAC for its unicast adverts; a bond announces its new
+    // MAC with gratuitous ARPs, which this veth does not, so node-b asks again instead.
+    lab.exec(node_b, &["ip", "neigh", "flush", "dev", "eth0"]);
+    let rows = [(4u8, 51u8), (6, 51), (4, 52), (6, 52)];
+    wait_for(
+        Duration::from_secs(5),
+        "node-a's virtual-MAC rows take the interface's new MAC",
+        || {
+            let maps = tr7::dataplane::Maps::open(&s.a.pins.path).expect("open node-a's maps");
+            rows.iter().all(|&(family, vrid)| {
+                maps.vmac(0, family, vrid).expect("read a row").iface_mac == new
+            })
+        },
+    );
+    let maps = tr7::dataplane::Maps::open(&s.a.pins.path).expect("open node-a's maps");
+    for (family, vrid) in rows {
+        let want = if vrid == 51 {
+            tr7_common::VMAC_OWNED
+        } else {
+            tr7_common::VMAC_BACKUP
+        };
+        assert_eq!(
+            maps.vmac(0, family, vrid).expect("read a row").state,
+            want,
+            "row of family {family}, VRID {vrid} after the change"
+        );
+    }
+    assert!(s.a.owns_all(&MASTER_VIPS) && s.a.owns_none(&BACKUP_VIPS));
+    assert!(s.b.owns_all(&BACKUP_VIPS) && s.b.owns_none(&MASTER_VIPS));
+    for (vip, mac) in [
+        (MASTER_VIPS[0], MASTER_V4_MAC),
+        (MASTER_VIPS[1], MASTER_V6_MAC),
+    ] {
+        assert!(
+            s.seg.client_ping(vip),
+            "client cannot ping {vip} after node-a's MAC changed; {}",
+            diagnosis(lab, &s.seg.sw, &s.seg.client)
+        );
+        assert_eq!(
+            s.seg.client_neighbour(vip),
+            Some(text(mac)),
+            "the client still knows {vip} by the virtual MAC"
+        );
+    }
+}

@@ -303,6 +303,8 @@ struct Running {
     driver: Driver,
     /// Set up at start, removed when the router stops (not when it is abandoned).
     vmac: Option<VirtualMac>,
+    /// The last failure to follow the interface's MAC, logged once.
+    mac_error: Option<String>,
 }
 
 /// Removes a stopped router's virtual MAC.
@@ -387,8 +389,51 @@ impl Routers {
         resume: bool,
     ) -> Result<(), AgentError> {
         let (driver, vmac) = start_driver(&self.pin_dir, &key, &spec, self.burst, resume)?;
-        self.running.insert(key, Running { spec, driver, vmac });
+        self.running.insert(
+            key,
+            Running {
+                spec,
+                driver,
+                vmac,
+                mac_error: None,
+            },
+        );
         Ok(())
+    }
+
+    /// Keeps each virtual-MAC router's rows on its interface's current MAC
+    /// ([`VirtualMac::follow_interface_mac`]): the interface's MAC is read once per
+    /// interface. A failure is logged when it first happens and when it clears, not on
+    /// every call.
+    pub fn follow_interface_macs(&mut self, maps: &mut Maps) {
+        let mut links: BTreeMap<(Option<String>, String), Result<[u8; 6], String>> =
+            BTreeMap::new();
+        for (key, r) in &mut self.running {
+            let Some(vmac) = r.vmac.as_mut() else {
+                continue;
+            };
+            let link = links
+                .entry((vmac.netns.clone(), vmac.iface.clone()))
+                .or_insert_with(|| vmac.interface_mac().map_err(|e| super::chain(&e)))
+                .clone();
+            let result = link.and_then(|mac| {
+                vmac.follow_interface_mac(maps, mac)
+                    .map_err(|e| super::chain(&e))
+            });
+            match (result, &r.mac_error) {
+                (Ok(_), None) => {}
+                (Ok(_), Some(_)) => {
+                    info!(router = %key, iface = %vmac.iface, "following the interface's MAC works again");
+                    r.mac_error = None;
+                }
+                (Err(e), last) if last.as_ref() != Some(&e) => {
+                    warn!(router = %key, iface = %vmac.iface, error = %e,
+                        "cannot follow the interface's MAC for the virtual MAC");
+                    r.mac_error = Some(e);
+                }
+                (Err(_), _) => {}
+            }
+        }
     }
 
     /// Changes a running router's priority in place.

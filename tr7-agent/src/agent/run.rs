@@ -185,6 +185,11 @@ pub(super) struct Agent {
     pub(super) signal_plan: String,
 }
 
+/// How often the virtual-MAC routers check their interface's MAC
+/// ([`Routers::follow_interface_macs`]): after a change (a bond's `fail_over_mac`
+/// failover), frames to the virtual MAC reach the stack again within this period.
+const FOLLOW_MAC_PERIOD: Duration = Duration::from_millis(250);
+
 /// Runs the agent until SIGTERM, SIGINT or SIGQUIT; `Ok` is a clean stop.
 pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -222,6 +227,11 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
     if let Some(listener) = metrics_listener {
         runtime.spawn(metrics::serve(listener, reporter));
     }
+    let mut follow_macs = runtime.block_on(async {
+        let mut tick = tokio::time::interval(FOLLOW_MAC_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     loop {
         let event = runtime.block_on(async {
             loop {
@@ -230,6 +240,7 @@ pub fn run(args: &AgentArgs) -> Result<(), AgentError> {
                     Some(reply) = snapshots.recv() => {
                         let _ = reply.send(agent.router_statuses());
                     }
+                    _ = follow_macs.tick() => agent.routers.follow_interface_macs(&mut agent.maps),
                 }
             }
         });

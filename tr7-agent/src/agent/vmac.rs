@@ -13,6 +13,8 @@
 //!   (a resumed router keeps the ownership the row already has).
 //!
 //! On each transition [`super::ownership::SlotOwnership`] flips the rows with the VIPs.
+//! While the router runs, the main loop keeps the rows on the interface's current MAC
+//! ([`VirtualMac::follow_interface_mac`]).
 //! When the router stops (SIGTERM, or a reload that removes or replaces it) the rows are
 //! cleared, the VIPs go back to the interface MAC and the filter entry is removed. A
 //! restart that keeps the VIPs (SIGQUIT, kill -9) leaves everything in place for the next
@@ -134,6 +136,38 @@ impl VirtualMac {
             }
         }
         failed
+    }
+
+    /// Gives the rows the interface's MAC if it changed since they were written (a bond
+    /// with `fail_over_mac` changes it on failover; an operator may `ip link set address`):
+    /// frames to the virtual MAC must get the MAC the stack now takes as its own, or it
+    /// drops them. The ownership of each row stays. `link` is the interface's MAC now.
+    /// Returns whether the rows changed.
+    pub fn follow_interface_mac(
+        &mut self,
+        maps: &mut Maps,
+        link: [u8; 6],
+    ) -> Result<bool, AgentError> {
+        if link == self.iface_mac {
+            return Ok(false);
+        }
+        for &row in &self.rows {
+            maps.set_vmac(row, self.family, self.vrid, link, None)
+                .map_err(|e| AgentError::Dataplane {
+                    iface: self.iface.clone(),
+                    source: Box::new(e),
+                })?;
+        }
+        info!(iface = %self.iface, vrid = self.vrid, mac = %fmt_mac(&self.mac),
+            was = %fmt_mac(&self.iface_mac), now = %fmt_mac(&link),
+            "the interface's MAC changed: frames to the virtual MAC now get the new one");
+        self.iface_mac = link;
+        Ok(true)
+    }
+
+    /// The interface's MAC now, as [`Self::follow_interface_mac`] takes it.
+    pub fn interface_mac(&self) -> Result<[u8; 6], AgentError> {
+        link_of(self.netns.as_deref(), &self.iface).map(|(_, mac)| mac)
     }
 
     /// Undoes [`Self::setup`]; failures are logged, not fatal (the router is gone).

@@ -17,6 +17,19 @@ use tr7_common::{
 
 use super::DataplaneError;
 
+/// Serialises the read-modify-writes of virtual-MAC rows within the agent: the routers'
+/// threads flip a row's ownership ([`Maps::own_vmac`]) while the main loop may give it the
+/// interface's new MAC ([`Maps::set_vmac`]), each through its own [`Maps`]; each reads the
+/// row and writes it whole, so without this one could undo the other.
+static VMAC_ROWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn vmac_rows() -> std::sync::MutexGuard<'static, ()> {
+    // The guard protects no data: a panic while holding it leaves nothing half-written.
+    VMAC_ROWS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Where a VIP lives: the scope of its L2 domain and the VLAN tags it is reached with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VipScope {
@@ -310,6 +323,7 @@ impl Maps {
         iface_mac: [u8; 6],
         owned: Option<bool>,
     ) -> Result<(), DataplaneError> {
+        let _rows = vmac_rows();
         let was_owned = self.vmac(slot, family, vrid)?.state == VMAC_OWNED;
         let state = if owned.unwrap_or(was_owned) {
             VMAC_OWNED
@@ -336,6 +350,7 @@ impl Maps {
         vrid: u8,
         owned: bool,
     ) -> Result<(), DataplaneError> {
+        let _rows = vmac_rows();
         let mut entry = self.vmac(slot, family, vrid)?;
         entry.state = if owned { VMAC_OWNED } else { VMAC_BACKUP };
         self.write_vmac(slot, family, vrid, entry)
@@ -343,6 +358,7 @@ impl Maps {
 
     /// Stops attachment `slot` answering to the virtual MAC of (`family`, `vrid`).
     pub fn clear_vmac(&mut self, slot: u32, family: u8, vrid: u8) -> Result<(), DataplaneError> {
+        let _rows = vmac_rows();
         self.write_vmac(
             slot,
             family,
