@@ -421,8 +421,8 @@ impl Routers {
                     .map_err(|e| super::chain(&e))
             });
             match (result, &r.mac_error) {
-                (Ok(_), None) => {}
-                (Ok(_), Some(_)) => {
+                (Ok(()), None) => {}
+                (Ok(()), Some(_)) => {
                     info!(router = %key, iface = %vmac.iface, "following the interface's MAC works again");
                     r.mac_error = None;
                 }

@@ -142,14 +142,13 @@ impl VirtualMac {
     /// with `fail_over_mac` changes it on failover; an operator may `ip link set address`):
     /// frames to the virtual MAC must get the MAC the stack now takes as its own, or it
     /// drops them. The ownership of each row stays. `link` is the interface's MAC now.
-    /// Returns whether the rows changed.
     pub fn follow_interface_mac(
         &mut self,
         maps: &mut Maps,
         link: [u8; 6],
-    ) -> Result<bool, AgentError> {
+    ) -> Result<(), AgentError> {
         if link == self.iface_mac {
-            return Ok(false);
+            return Ok(());
         }
         for &row in &self.rows {
             maps.set_vmac(row, self.family, self.vrid, link, None)
@@ -162,7 +161,7 @@ impl VirtualMac {
             was = %fmt_mac(&self.iface_mac), now = %fmt_mac(&link),
             "the interface's MAC changed: frames to the virtual MAC now get the new one");
         self.iface_mac = link;
-        Ok(true)
+        Ok(())
     }
 
     /// The interface's MAC now, as [`Self::follow_interface_mac`] takes it.
