@@ -8,7 +8,6 @@ use std::{
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// Runs `ip ARGS`, panicking with its stderr when it fails.
 /// Creates `PARENT.ID`, a VLAN device with id `id` on `parent` in namespace `ns`, and sets
 /// it up; returns its name.
 pub fn vlan_link(ns: &str, parent: &str, id: u16) -> String {
@@ -21,6 +20,7 @@ pub fn vlan_link(ns: &str, parent: &str, id: u16) -> String {
     name
 }
 
+/// Runs `ip ARGS`, panicking with its stderr when it fails.
 pub fn ip(args: &[&str]) -> Output {
     let out = Command::new("ip")
         .args(args)

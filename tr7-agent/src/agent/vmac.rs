@@ -192,16 +192,8 @@ impl VirtualMac {
     /// Adds the MAC to the interface's unicast filter, or removes it. Adding one that is
     /// there (a previous agent's) and removing one that is not both succeed.
     fn filter(&self, add: bool) -> std::io::Result<()> {
-        let (ifindex, mac, netns) = (self.ifindex, self.mac, self.netns.clone());
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(filter_async(netns.as_deref(), ifindex, mac, add))
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the unicast filter change panicked")))
+        crate::netlink::conn::on_own_thread(|| {
+            filter_async(self.netns.as_deref(), self.ifindex, self.mac, add)
         })
     }
 }

@@ -40,6 +40,7 @@ use rtnetlink::{
 };
 
 use super::DataplaneError;
+use crate::netlink::conn;
 use crate::netns::{self, NETNS_RUN_DIR};
 
 /// Receive offloads that strip the outer tag of frames arriving on an interface.
@@ -457,7 +458,7 @@ enum Peer {
 /// The members of `ifindex` in `netns` (name and index) when it is a bond; empty otherwise,
 /// asked over route netlink like [`veth_peer`].
 fn bond_members(ifindex: u32, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
-    on_own_thread(|| bond_members_async(ifindex, netns))
+    conn::on_own_thread(|| bond_members_async(ifindex, netns))
 }
 
 async fn bond_members_async(ifindex: u32, netns: Option<&str>) -> io::Result<Vec<(String, u32)>> {
@@ -498,24 +499,7 @@ pub fn is_veth(ifindex: u32, netns: Option<&str>) -> io::Result<bool> {
 fn veth_peer(ifindex: u32, netns: Option<&str>) -> io::Result<Option<Peer>> {
     // The caller's own namespace, a candidate for the peer; opened on the caller's thread.
     let own = File::open("/proc/thread-self/ns/net")?;
-    on_own_thread(|| veth_peer_async(ifindex, netns, &own))
-}
-
-/// Runs the future `start` makes on a thread of its own, with its own runtime, so callers
-/// inside a tokio runtime are fine too.
-fn on_own_thread<T: Send, F: Future<Output = io::Result<T>>>(
-    start: impl FnOnce() -> F + Send,
-) -> io::Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(start())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("a netlink lookup panicked")))
-    })
+    conn::on_own_thread(|| veth_peer_async(ifindex, netns, &own))
 }
 
 async fn veth_peer_async(

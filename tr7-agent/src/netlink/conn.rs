@@ -65,3 +65,21 @@ pub fn connect_multicast(
     tokio::spawn(connection);
     Ok((handle, Box::pin(events)))
 }
+
+/// Runs the future `start` makes on a thread of its own, with its own runtime: for a
+/// netlink exchange from synchronous code, whether or not the caller is inside a tokio
+/// runtime already (`block_on` there would panic).
+pub fn on_own_thread<T: Send, F: Future<Output = std::io::Result<T>>>(
+    start: impl FnOnce() -> F + Send,
+) -> std::io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(start())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("a netlink exchange panicked")))
+    })
+}
